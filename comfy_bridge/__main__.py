@@ -1,0 +1,3 @@
+from comfy_bridge.cli import main
+
+main()
