@@ -1,0 +1,72 @@
+"""Streaming files between disk and a backend without holding them in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+
+from comfy_bridge.exceptions import UnsafeFile
+
+CHUNK_BYTES = 256 * 1024
+
+
+def too_large(what: str, limit_bytes: int) -> UnsafeFile:
+    """The error for a file that passed its size limit."""
+    return UnsafeFile(
+        "file_too_large",
+        f"{what} is larger than the limit of {limit_bytes} bytes",
+        status_code=413,
+    )
+
+
+async def save_body(
+    content: aiohttp.StreamReader, dest: Path, *, limit_bytes: int, what: str
+) -> int:
+    """Write a response body to `dest` chunk by chunk; returns the bytes written.
+
+    Past `limit_bytes` the transfer stops and the partial file is removed.
+    """
+    written = 0
+    out = await asyncio.to_thread(dest.open, "wb")
+    try:
+        async for chunk in content.iter_chunked(CHUNK_BYTES):
+            written += len(chunk)
+            if written > limit_bytes:
+                raise too_large(what, limit_bytes)
+            await asyncio.to_thread(out.write, chunk)
+    except BaseException:
+        await asyncio.to_thread(_discard, out, dest)
+        raise
+    await asyncio.to_thread(out.close)
+    return written
+
+
+def _discard(out: IO[bytes], dest: Path) -> None:
+    with contextlib.suppress(OSError):
+        out.close()
+    dest.unlink(missing_ok=True)
+
+
+async def file_chunks(
+    source: Path, deadline: asyncio.Timeout, write_s: float
+) -> AsyncIterator[bytes]:
+    """Read `source` in chunks, pushing `deadline` back each time one is taken.
+
+    aiohttp asks for the next chunk only once the previous one was written, so
+    a stalled send lets `deadline` expire: that is the upload's write timeout.
+    """
+    loop = asyncio.get_running_loop()
+    handle = await asyncio.to_thread(source.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(handle.read, CHUNK_BYTES):
+            deadline.reschedule(loop.time() + write_s)
+            yield chunk
+    finally:
+        await asyncio.to_thread(handle.close)
+    # The body is sent; from here the read timeout guards the answer.
+    deadline.reschedule(None)
