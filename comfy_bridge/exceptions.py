@@ -5,6 +5,8 @@
     │   ├── BackendUnavailable       cannot connect, or it is down (503)
     │   ├── BackendTimeout           it did not answer in time (504)
     │   └── BackendProtocolError     it answered something we cannot read (502)
+    ├── BackendNotFound              no backend with that id (404)
+    ├── BackendExists                that backend is registered already (409)
     ├── PromptRejected               the backend refused the graph (node_errors) (422)
     ├── JobError
     │   ├── JobNotFound              (404)
@@ -66,6 +68,16 @@ class BackendTimeout(BackendError):
 class BackendProtocolError(BackendError):
     status_code = 502
     code = "backend_protocol_error"
+
+
+class BackendNotFound(BridgeError):
+    status_code = 404
+    code = "backend_not_found"
+
+
+class BackendExists(BridgeError):
+    status_code = 409
+    code = "backend_exists"
 
 
 class PromptRejected(BridgeError):

@@ -1,0 +1,132 @@
+"""The v1 API's request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobCreate(BaseModel):
+    workflow: str = Field(description="The alias of a registered workflow.")
+    inputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values by input name; a file input takes an upload id.",
+    )
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    node_id: str | None = None
+    node_type: str | None = None
+    reason: str | None = None
+
+
+class OutputPublic(BaseModel):
+    index: int
+    node_id: str
+    kind: str
+    filename: str
+    content_type: str
+    size: int
+    url: str
+
+
+class JobPublic(BaseModel):
+    id: str
+    workflow: str
+    status: str
+    progress: float
+    priority: int
+    inputs: dict[str, Any]
+    error: dict[str, Any] | None
+    outputs: list[OutputPublic]
+    attempts: int
+    created_at_ms: int
+    updated_at_ms: int
+    finished_at_ms: int | None
+
+
+class JobsPublic(BaseModel):
+    jobs: list[JobPublic]
+    total: int
+
+
+class InputPublic(BaseModel):
+    name: str
+    type: str
+    title: str
+    description: str = ""
+    default: Any = None
+    required: bool
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: list[Any] | None = None
+    multiline: bool = False
+
+
+class WorkflowPublic(BaseModel):
+    alias: str
+    description: str
+    inputs: list[InputPublic]
+    schema_: dict[str, Any] = Field(alias="schema", serialization_alias="schema")
+    thumbnail_url: str | None = None
+
+
+class WorkflowsPublic(BaseModel):
+    workflows: list[WorkflowPublic]
+
+
+class InputDeclaration(BaseModel):
+    name: str | None = None
+    node: str
+    input: str
+    title: str | None = None
+    description: str | None = None
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    choices: list[Any] | None = None
+    required: bool | None = None
+
+
+class WorkflowCreate(BaseModel):
+    workflow: dict[str, Any] = Field(description="The graph, in ComfyUI's API format.")
+    description: str = ""
+    inputs: list[InputDeclaration] = Field(
+        default_factory=list,
+        description="Inputs to expose besides those marked with _meta.apiinput.",
+    )
+    thumbnail: str | None = Field(None, description="A base64-encoded image.")
+
+
+class UploadPublic(BaseModel):
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+class BackendCreate(BaseModel):
+    url: str = Field(description="The ComfyUI server's base URL.")
+    slots: int | None = Field(None, ge=1)
+
+
+class BackendPublic(BaseModel):
+    id: str
+    state: str
+    slots: int
+    in_flight: int
+    queue_remaining: int
+    node_classes: int
+    vram_total: int | None = None
+    vram_free: int | None = None
+    jobs_done: int
+
+
+class BackendsPublic(BaseModel):
+    backends: list[BackendPublic]

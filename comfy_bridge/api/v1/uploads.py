@@ -1,0 +1,49 @@
+"""Uploads: client files, checked while they stream in."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+
+from comfy_bridge.api.deps import BridgeDep
+from comfy_bridge.api.v1.schemas import UploadPublic
+from comfy_bridge.exceptions import UploadError
+
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                }
+            },
+        }
+    },
+)
+async def create_upload(request: Request, bridge: BridgeDep) -> UploadPublic:
+    """Upload a file (multipart field `file`); a job's file input takes its id."""
+    uploads = await bridge.receive_uploads(
+        request.stream(),
+        content_type=request.headers.get("content-type", ""),
+        content_length=request.headers.get("content-length"),
+        max_parts=1,
+    )
+    if [field for field, _ in uploads] != ["file"]:
+        raise UploadError("expected one multipart field named 'file'")
+    row = uploads[0][1]
+    return UploadPublic(
+        id=row.id,
+        filename=row.display_name,
+        content_type=row.content_type,
+        size=row.size,
+        sha256=row.sha256,
+    )

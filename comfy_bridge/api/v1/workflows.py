@@ -1,0 +1,119 @@
+"""Workflows: what clients can run, and the admin routes that register them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import magic
+from fastapi import APIRouter, Response, status
+
+from comfy_bridge.api.deps import AdminDep, BridgeDep
+from comfy_bridge.api.v1.schemas import (
+    InputPublic,
+    WorkflowCreate,
+    WorkflowPublic,
+    WorkflowsPublic,
+)
+from comfy_bridge.exceptions import WorkflowInvalid, WorkflowNotFound
+from comfy_bridge.workflows import Workflow
+
+THUMBNAIL_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
+
+router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
+
+
+def workflow_public(bridge: BridgeDep, workflow: Workflow) -> WorkflowPublic:
+    has_thumbnail = bridge.workflows.thumbnail(workflow.alias) is not None
+    return WorkflowPublic(
+        alias=workflow.alias,
+        description=workflow.description,
+        inputs=[
+            InputPublic(
+                name=spec.name,
+                type=spec.type,
+                title=spec.title,
+                description=spec.description or "",
+                default=spec.default,
+                required=spec.required,
+                minimum=spec.minimum,
+                maximum=spec.maximum,
+                step=spec.step,
+                choices=list(spec.choices) if spec.choices is not None else None,
+                multiline=spec.multiline,
+            )
+            for spec in workflow.inputs
+        ],
+        schema=workflow.schema,
+        thumbnail_url=(
+            f"/v1/workflows/{workflow.alias}/thumbnail" if has_thumbnail else None
+        ),
+    )
+
+
+@router.get("")
+async def list_workflows(bridge: BridgeDep) -> WorkflowsPublic:
+    """List the workflows clients can run."""
+    return WorkflowsPublic(
+        workflows=[workflow_public(bridge, w) for w in bridge.workflows.all()]
+    )
+
+
+@router.get("/{alias}")
+async def get_workflow(alias: str, bridge: BridgeDep) -> WorkflowPublic:
+    """Describe one workflow: its inputs, their bounds, and a JSON Schema."""
+    return workflow_public(bridge, bridge.workflows.get(alias))
+
+
+@router.get("/{alias}/thumbnail", response_class=Response)
+async def get_thumbnail(alias: str, bridge: BridgeDep) -> Response:
+    """The workflow's thumbnail image."""
+    thumbnail = bridge.workflows.thumbnail(alias)
+    if thumbnail is None:
+        raise WorkflowNotFound(f"workflow {alias!r} has no thumbnail")
+    return Response(
+        thumbnail,
+        media_type=_image_type(thumbnail),
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.put("/{alias}", dependencies=[AdminDep])
+async def put_workflow(
+    alias: str, body: WorkflowCreate, bridge: BridgeDep
+) -> WorkflowPublic:
+    """Add or replace a workflow (admin)."""
+    workflow = await bridge.workflows.put(
+        alias,
+        body.workflow,
+        description=body.description,
+        declarations=[d.model_dump(exclude_none=True) for d in body.inputs],
+        thumbnail=_decode_thumbnail(body.thumbnail),
+        object_info=bridge.pool.object_info(),
+    )
+    return workflow_public(bridge, workflow)
+
+
+@router.delete(
+    "/{alias}", dependencies=[AdminDep], status_code=status.HTTP_204_NO_CONTENT
+)
+async def delete_workflow(alias: str, bridge: BridgeDep) -> None:
+    """Delete a workflow registered through the API (admin)."""
+    await bridge.workflows.delete(alias)
+
+
+def _decode_thumbnail(encoded: str | None) -> bytes | None:
+    if encoded is None:
+        return None
+    try:
+        data = base64.b64decode(encoded.split(",", 1)[-1], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise WorkflowInvalid(f"thumbnail: expected base64, got {exc}") from exc
+    if _image_type(data) == "application/octet-stream":
+        raise WorkflowInvalid("thumbnail: expected a PNG, JPEG, WebP or GIF image")
+    return data
+
+
+def _image_type(data: bytes) -> str:
+    detected: str = magic.from_buffer(data[:4096], mime=True)
+    return detected if detected in THUMBNAIL_TYPES else "application/octet-stream"

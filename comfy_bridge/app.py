@@ -1,0 +1,56 @@
+"""The application factory: one bridge core, its HTTP front ends, its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from comfy_bridge import __version__
+from comfy_bridge.api import errors
+from comfy_bridge.api.v1 import backends, jobs, uploads, workflows
+from comfy_bridge.bridge import Bridge
+from comfy_bridge.config import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    bridge = Bridge(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await bridge.start()
+        try:
+            yield
+        finally:
+            await bridge.aclose()
+
+    app = FastAPI(
+        title="comfy-bridge",
+        version=__version__,
+        summary="One front door for many ComfyUI servers.",
+        lifespan=lifespan,
+    )
+    app.state.bridge = bridge
+    errors.install(app)
+    for module in (workflows, uploads, jobs, backends):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """The store answers and at least one backend is up."""
+        await bridge.store.ping()
+        up = bridge.backends_up()
+        ready = bridge.accepting and up > 0
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "backends_up": up},
+            status_code=200 if ready else 503,
+        )
+
+    return app

@@ -1,0 +1,184 @@
+"""Backends: each ComfyUI server's state, capabilities, slots and health."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from comfy_bridge.comfy import ComfyClient
+from comfy_bridge.exceptions import BackendError
+
+logger = logging.getLogger(__name__)
+
+PROBE_BACKOFF_MAX_S = 60.0
+
+
+class BackendState(enum.StrEnum):
+    CONNECTING = "connecting"
+    UP = "up"
+    DOWN = "down"
+    DRAINING = "draining"
+
+
+def backend_id_for(url: str) -> str:
+    # Stable across restarts, so a recovered attempt finds its backend again;
+    # opaque, so a client never learns a backend's address from it.
+    return "b-" + hashlib.sha256(url.encode()).hexdigest()[:10]
+
+
+class Backend:
+    """One ComfyUI server: its client, state, slots and capabilities."""
+
+    def __init__(self, url: str, *, slots: int, backend_id: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.id = backend_id or backend_id_for(self.url)
+        self.slots = slots
+        self.client = ComfyClient(self.url, backend_id=self.id)
+        self.state = BackendState.CONNECTING
+        self.in_flight: set[str] = set()
+        self.queue_remaining = 0
+        self.object_info: dict[str, Any] = {}
+        self.system_stats: dict[str, Any] = {}
+        self.failures = 0
+        self.jobs_done = 0
+
+    @property
+    def free_slots(self) -> int:
+        return self.slots - len(self.in_flight)
+
+    @property
+    def accepts_jobs(self) -> bool:
+        return self.state is BackendState.UP and self.free_slots > 0
+
+    def claim(self, job_id: str) -> None:
+        self.in_flight.add(job_id)
+
+    def release(self, job_id: str) -> None:
+        self.in_flight.discard(job_id)
+
+    def move_to(self, state: BackendState, reason: str = "") -> bool:
+        """Change state; logs one line per transition. Returns whether it changed."""
+        if state is self.state:
+            return False
+        old, self.state = self.state, state
+        suffix = f" ({reason})" if reason else ""
+        logger.info("backend %s %s -> %s%s", self.id, old, state, suffix)
+        return True
+
+    def public(self) -> dict[str, Any]:
+        devices = self.system_stats.get("devices") or [{}]
+        return {
+            "id": self.id,
+            "state": str(self.state),
+            "slots": self.slots,
+            "in_flight": len(self.in_flight),
+            "queue_remaining": self.queue_remaining,
+            "node_classes": len(self.object_info),
+            "vram_total": devices[0].get("vram_total"),
+            "vram_free": devices[0].get("vram_free"),
+            "jobs_done": self.jobs_done,
+        }
+
+
+class BackendPool:
+    """Every backend the bridge knows, and the probes that keep their state true."""
+
+    def __init__(
+        self, *, slots: int, probe_interval_s: float, on_change: Callable[[], None]
+    ) -> None:
+        self.slots = slots
+        self.probe_interval_s = probe_interval_s
+        self._on_change = on_change
+        self._backends: dict[str, Backend] = {}
+        self._probes: dict[str, asyncio.Task[None]] = {}
+
+    def __iter__(self) -> Iterable[Backend]:  # type: ignore[override]
+        return iter(tuple(self._backends.values()))
+
+    def __len__(self) -> int:
+        return len(self._backends)
+
+    def get(self, backend_id: str) -> Backend | None:
+        return self._backends.get(backend_id)
+
+    def find_url(self, url: str) -> Backend | None:
+        url = url.rstrip("/")
+        return next((b for b in self._backends.values() if b.url == url), None)
+
+    async def add(
+        self, url: str, *, slots: int | None = None, backend_id: str | None = None
+    ) -> Backend:
+        backend = Backend(url, slots=slots or self.slots, backend_id=backend_id)
+        self._backends[backend.id] = backend
+        await backend.client.start()
+        self._probes[backend.id] = asyncio.create_task(
+            self._probe_forever(backend), name=f"probe {backend.id}"
+        )
+        return backend
+
+    async def remove(self, backend_id: str) -> Backend | None:
+        """Drain: no new jobs; the running ones finish, then the client closes."""
+        backend = self._backends.get(backend_id)
+        if backend is None:
+            return None
+        backend.move_to(BackendState.DRAINING, "removed")
+        asyncio.create_task(self._close_when_drained(backend))
+        return backend
+
+    async def _close_when_drained(self, backend: Backend) -> None:
+        while backend.in_flight:
+            await asyncio.sleep(0.2)
+        await self._forget(backend)
+
+    async def _forget(self, backend: Backend) -> None:
+        self._backends.pop(backend.id, None)
+        probe = self._probes.pop(backend.id, None)
+        if probe:
+            probe.cancel()
+        await backend.client.aclose()
+
+    async def aclose(self) -> None:
+        for backend in tuple(self._backends.values()):
+            await self._forget(backend)
+
+    async def _probe_forever(self, backend: Backend) -> None:
+        while True:
+            await self.probe(backend)
+            delay = self.probe_interval_s
+            if backend.state is BackendState.DOWN:
+                delay = min(PROBE_BACKOFF_MAX_S, delay * 2 ** min(backend.failures, 6))
+            await asyncio.sleep(delay)
+
+    async def probe(self, backend: Backend) -> None:
+        """Read the backend's stats and queue; capabilities on (re)connection."""
+        try:
+            backend.system_stats = await backend.client.system_stats()
+            backend.queue_remaining = await backend.client.queue_remaining()
+            if backend.state is not BackendState.UP:
+                backend.object_info = await backend.client.object_info()
+        except BackendError as exc:
+            self.mark_down(backend, str(exc))
+            return
+        backend.failures = 0
+        if backend.state in (BackendState.CONNECTING, BackendState.DOWN):
+            backend.move_to(BackendState.UP, f"{len(backend.object_info)} node classes")
+            self._on_change()
+
+    def mark_down(self, backend: Backend, reason: str) -> None:
+        backend.failures += 1
+        if backend.state is not BackendState.DRAINING:
+            if backend.move_to(BackendState.DOWN, reason):
+                self._on_change()
+
+    def object_info(self) -> dict[str, Any]:
+        """Node definitions merged over every backend that is up."""
+        merged: dict[str, Any] = {}
+        for backend in self._backends.values():
+            if backend.state is BackendState.UP:
+                for name, definition in backend.object_info.items():
+                    merged.setdefault(name, definition)
+        return merged

@@ -1,0 +1,457 @@
+"""The core every front end calls: submit, watch, cancel, upload, register.
+
+Jobs wait in the bridge's queue; the dispatcher binds one to a backend only when
+that backend has a free slot, runs one attempt at a time per job, and records
+each state change in the store before anyone is told about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterable
+from pathlib import Path
+from typing import Any
+
+from comfy_bridge.attempts import Attempt, AttemptContext, AttemptResult, Outcome
+from comfy_bridge.backends import Backend, BackendPool, BackendState
+from comfy_bridge.config import Settings
+from comfy_bridge.events import EventHub
+from comfy_bridge.exceptions import (
+    BackendExists,
+    BackendNotFound,
+    InputInvalid,
+    JobNotFound,
+    JobStateConflict,
+    NoBackendAvailable,
+    OutputNotFound,
+    UnsafeFile,
+    UploadNotFound,
+)
+from comfy_bridge.jobs import Job, JobOutput, JobStatus, new_job_id, now_ms
+from comfy_bridge.registry import WorkflowRegistry
+from comfy_bridge.safety import SafetyPolicy, read_multipart
+from comfy_bridge.scheduler import JobQueue, choose_backend
+from comfy_bridge.store import BackendRow, Store, UploadRow
+from comfy_bridge.workflows import Workflow, validate_values
+
+logger = logging.getLogger(__name__)
+
+GENERATIONS = "generations"
+# Room for multipart boundaries and part headers around the files themselves.
+MULTIPART_OVERHEAD = 64 * 1024
+OUTPUT_TYPES = {
+    "image/png": (".png",),
+    "image/jpeg": (".jpg", ".jpeg"),
+    "image/webp": (".webp",),
+    "image/gif": (".gif",),
+}
+
+
+class Bridge:
+    """Jobs, backends, workflows and files, behind one small interface."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.database)
+        self.events = EventHub()
+        self.pool = BackendPool(
+            slots=settings.backend_slots,
+            probe_interval_s=settings.backend_probe_interval_s,
+            on_change=self._backends_changed,
+        )
+        self.workflows = WorkflowRegistry(
+            self.store, settings.workflows_dir, settings.alias_file
+        )
+        self.upload_policy = SafetyPolicy(
+            max_bytes=settings.limit_upload_bytes,
+            allowed={k: tuple(v) for k, v in settings.allowed_types.items()},
+            max_pixels=settings.limit_pixels,
+            max_frames=settings.limit_frames,
+        )
+        self.output_policy = SafetyPolicy(
+            max_bytes=settings.limit_output_bytes,
+            allowed=OUTPUT_TYPES,
+            max_pixels=settings.limit_pixels,
+            max_frames=settings.limit_frames,
+            strip_metadata=not settings.outputs_keep_metadata,
+        )
+        self.queue = JobQueue()
+        self.accepting = False
+        self._active: dict[str, Job] = {}
+        self._attempts: dict[str, Attempt] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancel_reasons: dict[str, str] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._known_capabilities = 0
+
+    async def start(self) -> None:
+        for directory in (self.settings.uploads_dir, self.settings.outputs_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        await self.store.open()
+        await self.workflows.load(self.pool.object_info())
+        for url in self.settings.backends:
+            await self.pool.add(url)
+        for row in await self.store.backends():
+            if self.pool.find_url(row.url) is None:
+                await self.pool.add(row.url, slots=row.slots, backend_id=row.id)
+        await self._recover()
+        self._dispatcher = asyncio.create_task(self._dispatch_forever())
+        self.accepting = True
+        logger.info(
+            "bridge started: %d backends, %d workflows, %d jobs waiting",
+            len(self.pool),
+            len(self.workflows.all()),
+            len(self.queue),
+        )
+
+    async def aclose(self) -> None:
+        self.accepting = False
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+        running = list(self._tasks.values())
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        await self.pool.aclose()
+        await self.store.aclose()
+        logger.info("bridge stopped: %d attempts were stopped", len(running))
+
+    async def _recover(self) -> None:
+        """Jobs a previous run left unfinished wait again in the queue."""
+        for job in await self.store.unfinished_jobs():
+            if job.status is not JobStatus.QUEUED:
+                job.move_to(JobStatus.QUEUED)
+                await self.store.save_job(job)
+            self._active[job.id] = job
+            self.queue.push(job.id, job.priority)
+
+    def _backends_changed(self) -> None:
+        object_info = self.pool.object_info()
+        if len(object_info) != self._known_capabilities:
+            self._known_capabilities = len(object_info)
+            self.workflows.refresh(object_info)
+        self._wake.set()
+
+    async def submit(
+        self,
+        alias: str,
+        inputs: dict[str, Any],
+        *,
+        owner: str | None = None,
+        priority: int = 0,
+    ) -> Job:
+        """Validate the values and queue a job; nothing reaches a backend yet."""
+        if not self.accepting:
+            raise NoBackendAvailable("the bridge is shutting down")
+        workflow = self.workflows.get(alias)
+        values = validate_values(workflow, inputs)
+        await self._check_uploads(workflow, values)
+        if len(self.pool) == 0:
+            raise NoBackendAvailable("no backend is configured")
+        job = Job(workflow=alias, inputs=values, owner=owner, priority=priority)
+        await self.store.insert_job(job)
+        await self.store.increment(GENERATIONS)
+        self._active[job.id] = job
+        self.queue.push(job.id, priority)
+        logger.info("job %s queued (workflow %s)", job.id, alias)
+        self._publish_status(job)
+        self._wake.set()
+        return job
+
+    async def _check_uploads(self, workflow: Workflow, values: dict[str, Any]) -> None:
+        for spec in workflow.inputs:
+            upload_id = values.get(spec.name)
+            if spec.type == "image" and upload_id:
+                if await self.store.get_upload(str(upload_id)) is None:
+                    raise InputInvalid(
+                        f"input {spec.name!r}: expected the id of an upload, "
+                        f"got {upload_id!r}, which is no upload",
+                        input=spec.name,
+                    )
+
+    async def get_job(self, job_id: str) -> Job:
+        job = self._active.get(job_id) or await self.store.get_job(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+        return job
+
+    async def wait(self, job_id: str, timeout_s: float) -> Job:
+        """The job once it ends, or as it is when the wait runs out."""
+        with self.events.subscribe(job_id) as subscription:
+            job = await self.get_job(job_id)
+            deadline = time.monotonic() + timeout_s
+            while not job.status.terminal:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        await subscription.get()
+                except TimeoutError:
+                    break
+                job = await self.get_job(job_id)
+        return job
+
+    async def cancel(self, job_id: str, reason: str = "client") -> Job:
+        """Drop a queued job, or stop a dispatched one on its backend only."""
+        job = await self.get_job(job_id)
+        if job.status.terminal:
+            raise JobStateConflict(
+                f"job {job_id} has already ended ({job.status})", job_id=job_id
+            )
+        if self.queue.remove(job_id):
+            await self._finish(job, JobStatus.CANCELLED, error=_cancelled(reason))
+            return job
+        task = self._tasks.get(job_id)
+        if task is not None:
+            self._cancel_reasons[job_id] = reason
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return await self.get_job(job_id)
+
+    def abandoned(self, job_id: str) -> None:
+        """A watcher left; cancel the job after the grace unless one came back."""
+        task = asyncio.create_task(self._cancel_if_unwatched(job_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _cancel_if_unwatched(self, job_id: str) -> None:
+        await asyncio.sleep(self.settings.ws_cancel_grace_s)
+        if self.events.subscribers(job_id):
+            return
+        try:
+            await self.cancel(job_id, reason="disconnect")
+        except (JobNotFound, JobStateConflict):
+            return
+
+    async def _dispatch_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._dispatch_ready()
+
+    def _dispatch_ready(self) -> None:
+        # No await between choosing and claiming: a slot is never given twice.
+        while len(self.queue):
+            backend = choose_backend(self.pool)
+            if backend is None:
+                return
+            job_id = self.queue.pop()
+            if job_id is None:
+                return
+            backend.claim(job_id)
+            task = asyncio.create_task(self._run(self._active[job_id], backend))
+            self._tasks[job_id] = task
+
+    async def _run(self, job: Job, backend: Backend) -> None:
+        try:
+            await self._run_attempt(job, backend)
+        finally:
+            backend.release(job.id)
+            self._tasks.pop(job.id, None)
+            self._attempts.pop(job.id, None)
+            self._wake.set()
+
+    async def _run_attempt(self, job: Job, backend: Backend) -> None:
+        workflow = self.workflows.get(job.workflow)
+        attempt = Attempt(job, workflow, backend, self._attempt_context())
+        self._attempts[job.id] = attempt
+        job.attempts += 1
+        job.backend_id, job.prompt_id = backend.id, attempt.prompt_id
+        await self._transition(job, JobStatus.DISPATCHING)
+        await self.store.start_attempt(
+            job.id, job.attempts, backend.id, attempt.prompt_id
+        )
+        try:
+            async with asyncio.timeout(self.settings.timeout_job_s):
+                result = await attempt.run()
+        except TimeoutError:
+            await attempt.stop()
+            result = AttemptResult(Outcome.FAILED, error=_timed_out(self.settings))
+        except asyncio.CancelledError:
+            await asyncio.shield(self._record_cancel(job, attempt))
+            raise
+        await self._record(job, attempt, result)
+
+    async def _record_cancel(self, job: Job, attempt: Attempt) -> None:
+        await attempt.stop()
+        reason = self._cancel_reasons.pop(job.id, "shutdown")
+        if reason == "shutdown":
+            # Not the client's wish: the job runs again after the restart.
+            await self.store.end_attempt(attempt.prompt_id, "stopped", "shutdown")
+            return
+        await self.store.end_attempt(attempt.prompt_id, "cancelled", reason)
+        await self._finish(job, JobStatus.CANCELLED, error=_cancelled(reason))
+
+    async def _record(self, job: Job, attempt: Attempt, result: AttemptResult) -> None:
+        reason = (result.error or {}).get("message")
+        await self.store.end_attempt(attempt.prompt_id, str(result.outcome), reason)
+        if result.outcome is Outcome.SUCCEEDED:
+            attempt.backend.jobs_done += 1
+            job.outputs = result.outputs
+            for output in job.outputs:
+                self.events.publish(job.id, {"type": "output", **output.public(job.id)})
+            await self._finish(job, JobStatus.SUCCEEDED)
+        elif (
+            result.outcome is Outcome.RETRY
+            and job.attempts < self.settings.limit_attempts
+        ):
+            await self._retry(job, attempt.backend, result.error or {})
+        elif result.outcome is Outcome.RETRY:
+            error = {**(result.error or {}), "code": "backend_lost"}
+            await self._finish(job, JobStatus.FAILED, error=error)
+        else:
+            await self._finish(job, JobStatus.FAILED, error=result.error)
+
+    async def _retry(self, job: Job, backend: Backend, error: dict[str, Any]) -> None:
+        logger.warning(
+            "job %s: attempt %d on backend %s ended (%s); queued again",
+            job.id,
+            job.attempts,
+            backend.id,
+            error.get("message"),
+        )
+        if error.get("code") in ("backend_unavailable", "backend_timeout", "lost"):
+            self.pool.mark_down(backend, str(error.get("message")))
+        job.progress = 0.0
+        await self._transition(job, JobStatus.QUEUED)
+        self.queue.push(job.id, job.priority)
+
+    def _attempt_context(self) -> AttemptContext:
+        return AttemptContext(
+            upload_path=self.upload_path,
+            outputs_dir=self.settings.outputs_dir,
+            output_policy=self.output_policy,
+            limit_output_bytes=self.settings.limit_output_bytes,
+            timeout_silence_s=self.settings.timeout_silence_s,
+            on_submitted=self._submitted,
+            on_progress=self._progressed,
+        )
+
+    async def _submitted(self, job: Job) -> None:
+        await self._transition(job, JobStatus.RUNNING)
+
+    def _progressed(self, job: Job, event: dict[str, Any]) -> None:
+        if job.advance(event["progress"]):
+            self.events.publish(
+                job.id,
+                {"type": "progress", "progress": job.progress, "node": event["node"]},
+            )
+
+    async def _transition(self, job: Job, status: JobStatus) -> None:
+        old = job.move_to(status)
+        await self.store.save_job(job)
+        elapsed_s = (job.updated_at_ms - job.created_at_ms) / 1000
+        logger.info(
+            "job %s %s -> %s backend=%s elapsed=%.3fs",
+            job.id,
+            old,
+            status,
+            job.backend_id,
+            elapsed_s,
+        )
+        self._publish_status(job)
+
+    async def _finish(
+        self, job: Job, status: JobStatus, error: dict[str, Any] | None = None
+    ) -> None:
+        job.error = error
+        if status is JobStatus.SUCCEEDED:
+            job.progress = 1.0
+        await self._transition(job, status)
+        self._active.pop(job.id, None)
+
+    def _publish_status(self, job: Job) -> None:
+        event: dict[str, Any] = {"type": "status", "status": str(job.status)}
+        if job.status.terminal:
+            event["job"] = job.public()
+        self.events.publish(job.id, event)
+
+    def output(self, job: Job, index: int) -> tuple[JobOutput, Path]:
+        if job.status is not JobStatus.SUCCEEDED or not 0 <= index < len(job.outputs):
+            raise OutputNotFound(f"job {job.id} has no output {index}", job_id=job.id)
+        output = job.outputs[index]
+        return output, Path(output.path)
+
+    async def receive_uploads(
+        self,
+        stream: AsyncIterable[bytes],
+        *,
+        content_type: str,
+        content_length: str | None,
+        max_parts: int,
+        owner: str | None = None,
+    ) -> list[tuple[str, UploadRow]]:
+        """Check a client's files while they stream in; keep them under our names."""
+        limit = self.upload_policy.max_bytes * max_parts + MULTIPART_OVERHEAD
+        if content_length and content_length.isdigit() and int(content_length) > limit:
+            raise UnsafeFile(
+                "too_large",
+                f"the body is {content_length} bytes; at most "
+                f"{self.upload_policy.max_bytes} bytes a file are accepted",
+                status_code=413,
+            )
+        parts = await read_multipart(
+            stream,
+            content_type,
+            directory=self.settings.uploads_dir,
+            policy=self.upload_policy,
+            max_parts=max_parts,
+        )
+        uploads = []
+        for field_name, checked in parts:
+            row = UploadRow(
+                id=new_job_id(),
+                owner=owner,
+                filename=Path(checked.path).name,
+                display_name=checked.display_name,
+                content_type=checked.content_type,
+                size=checked.size,
+                sha256=checked.sha256,
+                created_at_ms=now_ms(),
+            )
+            await self.store.add_upload(row)
+            uploads.append((field_name, row))
+        return uploads
+
+    async def upload_path(self, upload_id: str) -> Path:
+        row = await self.store.get_upload(upload_id)
+        if row is None:
+            raise UploadNotFound(f"no upload {upload_id!r}")
+        return self.settings.uploads_dir / row.filename
+
+    async def add_backend(self, url: str, slots: int | None = None) -> Backend:
+        if self.pool.find_url(url) is not None:
+            raise BackendExists(f"backend {url} is already registered")
+        backend = await self.pool.add(url, slots=slots)
+        await self.store.add_backend(
+            BackendRow(
+                id=backend.id, url=backend.url, slots=slots, created_at_ms=now_ms()
+            )
+        )
+        return backend
+
+    async def remove_backend(self, backend_id: str) -> Backend:
+        backend = await self.pool.remove(backend_id)
+        if backend is None:
+            raise BackendNotFound(f"no backend {backend_id!r}")
+        await self.store.delete_backend(backend_id)
+        return backend
+
+    def backends_up(self) -> int:
+        return sum(1 for b in self.pool if b.state is BackendState.UP)
+
+
+def _cancelled(reason: str) -> dict[str, Any]:
+    return {"code": "cancelled", "reason": reason, "message": f"cancelled by {reason}"}
+
+
+def _timed_out(settings: Settings) -> dict[str, Any]:
+    return {
+        "code": "timeout",
+        "message": f"the job ran longer than {settings.timeout_job_s:g} s",
+    }

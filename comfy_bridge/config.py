@@ -1,0 +1,194 @@
+"""Settings from the environment, `.env` and a config file (ours or the original's).
+
+Precedence, highest first: keyword arguments, environment variables, `.env`, the
+config file, defaults. Our own names carry the `BRIDGE_` prefix; the original
+bridge's names (`HOST`, `PORT`, `COMFYUI_SERVERS`, `CONFIG` and the upper-case keys
+of its JSON config file) are read as they are, so its users switch without edits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from dotenv import dotenv_values
+from pydantic import AliasChoices, Field, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+MB = 1024 * 1024
+
+DEFAULT_ALLOWED_TYPES: dict[str, list[str]] = {
+    "image/png": [".png"],
+    "image/jpeg": [".jpg", ".jpeg"],
+    "image/webp": [".webp"],
+    "image/gif": [".gif"],
+}
+
+
+def _alias(name: str, *legacy: str) -> AliasChoices:
+    return AliasChoices(f"BRIDGE_{name.upper()}", *legacy)
+
+
+class Settings(BaseSettings):
+    """Everything the bridge can be told at start."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    host: str = Field("127.0.0.1", validation_alias=_alias("host", "HOST"))
+    port: int = Field(8000, validation_alias=_alias("port", "PORT"))
+    data_dir: Path = Field(Path("var"), validation_alias=_alias("data_dir"))
+    database_url: str | None = Field(None, validation_alias=_alias("database_url"))
+    admin_token: str | None = Field(None, validation_alias=_alias("admin_token"))
+    log_level: str = Field("INFO", validation_alias=_alias("log_level"))
+
+    backends: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_alias("backends", "COMFYUI_SERVERS"),
+    )
+    backend_slots: int = Field(2, ge=1, validation_alias=_alias("backend_slots"))
+    backend_probe_interval_s: float = Field(
+        5.0, gt=0, validation_alias=_alias("backend_probe_interval_s")
+    )
+
+    workflows_dir: Path | None = Field(None, validation_alias=_alias("workflows_dir"))
+    alias_file: Path | None = Field(None, validation_alias=_alias("alias_file"))
+    state_file: Path | None = Field(None, validation_alias=_alias("state_file"))
+
+    limit_upload_bytes: int = Field(
+        100 * MB, gt=0, validation_alias=_alias("limit_upload_bytes")
+    )
+    limit_output_bytes: int = Field(
+        512 * MB, gt=0, validation_alias=_alias("limit_output_bytes")
+    )
+    limit_pixels: int = Field(64_000_000, gt=0, validation_alias=_alias("limit_pixels"))
+    limit_frames: int = Field(1_000, gt=0, validation_alias=_alias("limit_frames"))
+    limit_attempts: int = Field(3, ge=1, validation_alias=_alias("limit_attempts"))
+    allowed_types: dict[str, list[str]] = Field(
+        default_factory=lambda: dict(DEFAULT_ALLOWED_TYPES),
+        validation_alias=_alias("allowed_types"),
+    )
+    outputs_keep_metadata: bool = Field(
+        False, validation_alias=_alias("outputs_keep_metadata")
+    )
+
+    timeout_job_s: float = Field(3600.0, gt=0, validation_alias=_alias("timeout_job_s"))
+    timeout_silence_s: float = Field(
+        300.0, gt=0, validation_alias=_alias("timeout_silence_s")
+    )
+    ws_cancel_grace_s: float = Field(
+        3.0, ge=0, validation_alias=_alias("ws_cancel_grace_s")
+    )
+
+    @field_validator("backends", mode="before")
+    @classmethod
+    def _split_backends(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("backends")
+    @classmethod
+    def _backend_urls(cls, value: list[str]) -> list[str]:
+        # The original bridge lists bare `host:port` pairs.
+        return [url if "://" in url else f"http://{url}" for url in value]
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'bridge.sqlite3'}"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            ConfigFileSource(settings_cls),
+        )
+
+
+class ConfigFileSource(PydanticBaseSettingsSource):
+    """The file named by `BRIDGE_CONFIG` or the original `CONFIG`: JSON or TOML."""
+
+    def get_field_value(
+        self, field: FieldInfo, field_name: str
+    ) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_path()
+        if path is None:
+            return {}
+        return read_config_file(path)
+
+
+def _config_path() -> Path | None:
+    env_file = dotenv_values(".env") if Path(".env").is_file() else {}
+    for name in ("BRIDGE_CONFIG", "CONFIG"):
+        value = os.environ.get(name) or env_file.get(name)
+        if value:
+            return Path(value)
+    return None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Our keys as they are; the original bridge's upper-case keys translated."""
+    text = path.read_text(encoding="utf-8")
+    raw: dict[str, Any] = (
+        tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    )
+    values = {k: v for k, v in raw.items() if k.islower()}
+    values.update(_from_legacy(raw))
+    for key in ("workflows_dir", "alias_file", "state_file", "data_dir"):
+        if key in values:
+            values[key] = path.parent / values[key]
+    return values
+
+
+def _from_legacy(raw: dict[str, Any]) -> dict[str, Any]:
+    renamed = {
+        "LOGGING_LEVEL": "log_level",
+        "CURRENT_STATE": "state_file",
+        "WORKFLOW_ALIAS": "alias_file",
+        "WORKFLOW_DIR": "workflows_dir",
+        "ALLOWED_MIME_TYPE_EXTENSION_MAP": "allowed_types",
+    }
+    values = {ours: raw[theirs] for theirs, ours in renamed.items() if theirs in raw}
+    if "allowed_types" in values:
+        values["allowed_types"] = {
+            mime: [ext] if isinstance(ext, str) else list(ext)
+            for mime, ext in values["allowed_types"].items()
+        }
+    if "UPLOAD_MAX_SIZE" in raw:
+        values["limit_upload_bytes"] = int(float(raw["UPLOAD_MAX_SIZE"]) * MB)
+    if "LIMIT_TIMEOUT_COUNT" in raw and "TIMEOUT_INTERVAL" in raw:
+        silence = float(raw["LIMIT_TIMEOUT_COUNT"]) * float(raw["TIMEOUT_INTERVAL"])
+        values["timeout_silence_s"] = silence
+    return values

@@ -1,0 +1,252 @@
+"""Persistence: SQLAlchemy over SQLite by default (PostgreSQL for several replicas)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import event, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import (
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from comfy_bridge.jobs import Job, JobOutput, JobStatus, now_ms
+from comfy_bridge.store.models import (
+    AttemptRow,
+    BackendRow,
+    Base,
+    CounterRow,
+    JobRow,
+    UploadRow,
+    WorkflowRow,
+)
+
+__all__ = ["Store", "BackendRow", "UploadRow", "WorkflowRow"]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers go on while a job's state is written; NORMAL sync is still
+    # crash-safe in WAL mode (a commit is atomic, at worst the last one is lost).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Store:
+    """The bridge's state: jobs, attempts, workflows, backends, uploads, counters."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine = create_async_engine(url)
+        if url.startswith("sqlite"):
+            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+
+    @property
+    def sync_engine(self) -> Engine:
+        return self._engine.sync_engine
+
+    async def open(self) -> None:
+        async with self._engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+
+    async def aclose(self) -> None:
+        await self._engine.dispose()
+
+    async def ping(self) -> None:
+        async with self._session() as session:
+            await session.execute(select(1))
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    async def insert_job(self, job: Job) -> None:
+        async with self._session() as session:
+            session.add(JobRow(**_job_columns(job)))
+
+    async def save_job(self, job: Job) -> None:
+        async with self._session() as session:
+            await session.execute(
+                update(JobRow).where(JobRow.id == job.id).values(**_job_columns(job))
+            )
+
+    async def get_job(self, job_id: str) -> Job | None:
+        async with self._session() as session:
+            row = await session.get(JobRow, job_id)
+        return _job_from_row(row) if row else None
+
+    async def list_jobs(
+        self,
+        *,
+        owner: str | None = None,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Job], int]:
+        query = select(JobRow)
+        if owner is not None:
+            query = query.where(JobRow.owner == owner)
+        if status is not None:
+            query = query.where(JobRow.status == status)
+        if workflow is not None:
+            query = query.where(JobRow.workflow == workflow)
+        count = select(func.count()).select_from(query.subquery())
+        page = query.order_by(JobRow.created_at_ms.desc()).limit(limit).offset(offset)
+        async with self._session() as session:
+            total = (await session.execute(count)).scalar_one()
+            rows = (await session.execute(page)).scalars().all()
+        return [_job_from_row(row) for row in rows], total
+
+    async def unfinished_jobs(self) -> list[Job]:
+        terminal = [str(s) for s in JobStatus if s.terminal]
+        query = (
+            select(JobRow)
+            .where(JobRow.status.not_in(terminal))
+            .order_by(JobRow.created_at_ms)
+        )
+        async with self._session() as session:
+            rows = (await session.execute(query)).scalars().all()
+        return [_job_from_row(row) for row in rows]
+
+    async def start_attempt(
+        self, job_id: str, number: int, backend_id: str, prompt_id: str
+    ) -> None:
+        async with self._session() as session:
+            session.add(
+                AttemptRow(
+                    job_id=job_id,
+                    number=number,
+                    backend_id=backend_id,
+                    prompt_id=prompt_id,
+                    started_at_ms=now_ms(),
+                )
+            )
+
+    async def end_attempt(
+        self, prompt_id: str, outcome: str, reason: str | None = None
+    ) -> None:
+        statement = (
+            update(AttemptRow)
+            .where(AttemptRow.prompt_id == prompt_id)
+            .values(ended_at_ms=now_ms(), outcome=outcome, reason=reason)
+        )
+        async with self._session() as session:
+            await session.execute(statement)
+
+    async def attempts(self, job_id: str) -> list[AttemptRow]:
+        query = (
+            select(AttemptRow)
+            .where(AttemptRow.job_id == job_id)
+            .order_by(AttemptRow.number)
+        )
+        async with self._session() as session:
+            return list((await session.execute(query)).scalars().all())
+
+    async def put_workflow(
+        self,
+        alias: str,
+        *,
+        description: str,
+        graph: dict[str, Any],
+        declarations: Sequence[dict[str, Any]],
+        thumbnail: bytes | None,
+    ) -> None:
+        async with self._session() as session:
+            row = await session.get(WorkflowRow, alias)
+            if row is None:
+                row = WorkflowRow(alias=alias, created_at_ms=now_ms())
+                session.add(row)
+            row.description = description
+            row.graph = graph
+            row.declarations = list(declarations)
+            row.thumbnail = thumbnail
+            row.updated_at_ms = now_ms()
+
+    async def delete_workflow(self, alias: str) -> bool:
+        async with self._session() as session:
+            row = await session.get(WorkflowRow, alias)
+            if row is None:
+                return False
+            await session.delete(row)
+            return True
+
+    async def workflows(self) -> list[WorkflowRow]:
+        async with self._session() as session:
+            query = select(WorkflowRow).order_by(WorkflowRow.alias)
+            return list((await session.execute(query)).scalars().all())
+
+    async def add_backend(self, row: BackendRow) -> None:
+        async with self._session() as session:
+            session.add(row)
+
+    async def delete_backend(self, backend_id: str) -> bool:
+        async with self._session() as session:
+            row = await session.get(BackendRow, backend_id)
+            if row is None:
+                return False
+            await session.delete(row)
+            return True
+
+    async def backends(self) -> list[BackendRow]:
+        async with self._session() as session:
+            query = select(BackendRow).order_by(BackendRow.created_at_ms)
+            return list((await session.execute(query)).scalars().all())
+
+    async def add_upload(self, row: UploadRow) -> None:
+        async with self._session() as session:
+            session.add(row)
+
+    async def get_upload(self, upload_id: str) -> UploadRow | None:
+        async with self._session() as session:
+            return await session.get(UploadRow, upload_id)
+
+    async def increment(self, name: str, by: int = 1) -> int:
+        async with self._session() as session:
+            row = await session.get(CounterRow, name)
+            if row is None:
+                row = CounterRow(name=name, value=0)
+                session.add(row)
+            row.value += by
+            return row.value
+
+    async def counter(self, name: str) -> int:
+        async with self._session() as session:
+            row = await session.get(CounterRow, name)
+        return row.value if row else 0
+
+
+def _job_columns(job: Job) -> dict[str, Any]:
+    columns = asdict(job)
+    columns["status"] = str(job.status)
+    columns["outputs"] = [asdict(output) for output in job.outputs]
+    return columns
+
+
+def _job_from_row(row: JobRow) -> Job:
+    return Job(
+        id=row.id,
+        workflow=row.workflow,
+        owner=row.owner,
+        status=JobStatus(row.status),
+        priority=row.priority,
+        inputs=row.inputs,
+        progress=row.progress,
+        error=row.error,
+        outputs=[JobOutput(**output) for output in row.outputs],
+        backend_id=row.backend_id,
+        prompt_id=row.prompt_id,
+        attempts=row.attempts,
+        created_at_ms=row.created_at_ms,
+        updated_at_ms=row.updated_at_ms,
+        finished_at_ms=row.finished_at_ms,
+    )

@@ -1,0 +1,93 @@
+"""The tables: every job's truth lives here, not only in memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Index, LargeBinary, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        int: BigInteger,
+    }
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(128), index=True)
+    owner: Mapped[str | None] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    priority: Mapped[int] = mapped_column(default=0)
+    inputs: Mapped[dict[str, Any]]
+    progress: Mapped[float] = mapped_column(default=0.0)
+    error: Mapped[dict[str, Any] | None]
+    outputs: Mapped[list[Any]]
+    backend_id: Mapped[str | None] = mapped_column(String(64))
+    prompt_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at_ms: Mapped[int]
+    updated_at_ms: Mapped[int]
+    finished_at_ms: Mapped[int | None]
+
+    __table_args__ = (Index("ix_jobs_owner_created", "owner", "created_at_ms"),)
+
+
+class AttemptRow(Base):
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    number: Mapped[int]
+    backend_id: Mapped[str] = mapped_column(String(64))
+    prompt_id: Mapped[str] = mapped_column(String(64))
+    started_at_ms: Mapped[int]
+    ended_at_ms: Mapped[int | None]
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None]
+
+
+class WorkflowRow(Base):
+    __tablename__ = "workflows"
+
+    alias: Mapped[str] = mapped_column(String(128), primary_key=True)
+    description: Mapped[str] = mapped_column(default="")
+    graph: Mapped[dict[str, Any]]
+    declarations: Mapped[list[Any]]
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at_ms: Mapped[int]
+    updated_at_ms: Mapped[int]
+
+
+class BackendRow(Base):
+    __tablename__ = "backends"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(512), unique=True)
+    slots: Mapped[int | None]
+    created_at_ms: Mapped[int]
+
+
+class UploadRow(Base):
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(128), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at_ms: Mapped[int]
+
+
+class CounterRow(Base):
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(default=0)
