@@ -140,6 +140,10 @@ def derive_spec(
         class_type, name, known, spec.default
     ):
         return replace(spec, type=InputType.IMAGE, choices=None, multiline=False)
+    if spec.type is InputType.CHOICE and not spec.choices:
+        # A model combo of a backend without models: any name may be valid
+        # on some other backend, so it is a free string here.
+        return replace(spec, type=InputType.STRING, choices=None)
     if spec.choices is not None and literal is not None and literal not in spec.choices:
         # Combos list what the describing backends hold; the author's own
         # value is valid on the server the workflow was made on.
