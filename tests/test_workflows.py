@@ -716,3 +716,17 @@ def test_alias_file_that_is_not_a_list_is_refused(tmp_path: Path) -> None:
     write_json(tmp_path / "alias.json", {"alias": "x"})
     with pytest.raises(WorkflowInvalid, match="expected a JSON list"):
         load_directory(tmp_path, tmp_path / "alias.json")
+
+
+def test_numeric_combo_has_numeric_legacy_type() -> None:
+    info = {"Pick": {"input": {"required": {"n": [[1, 2, 4]], "x": [[0.5, 1]]}}}}
+    graph = {
+        "1": {
+            "class_type": "Pick",
+            "inputs": {"n": 2, "x": 1},
+            "_meta": {"apiinput": "n,x"},
+        },
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}},
+    }
+    n, x = build_workflow("t", graph, object_info=info).inputs
+    assert (n.legacy_type, x.legacy_type) == ("int", "float")

@@ -44,6 +44,11 @@ class InputType(StrEnum):
     IMAGE = "image"
 
 
+_LEGACY_TYPES = {
+    InputType.INT: "int",
+    InputType.FLOAT: "float",
+    InputType.BOOLEAN: "bool",
+}
 _PRIMITIVES = {
     "INT": InputType.INT,
     "FLOAT": InputType.FLOAT,
@@ -170,17 +175,12 @@ def legacy_type(spec: InputSpec) -> str:
     if spec.type is InputType.IMAGE:
         return image_type(spec.default) or "image/png"
     if spec.type is InputType.CHOICE and spec.choices:
+        # A combo of numbers reads as a number to the original bridge's clients.
         kinds = {type(choice) for choice in spec.choices}
-        return (
-            {int: "int", float: "float"}.get(kinds.pop(), "str")
-            if len(kinds) == 1
-            else "str"
-        )
-    return {
-        InputType.INT: "int",
-        InputType.FLOAT: "float",
-        InputType.BOOLEAN: "bool",
-    }.get(spec.type, "str")
+        if kinds == {int}:
+            return "int"
+        return "float" if kinds <= {int, float} else "str"
+    return _LEGACY_TYPES.get(spec.type, "str")
 
 
 def _from_class_input(known: ClassInput) -> InputSpec | None:
