@@ -70,13 +70,14 @@ def build_workflow(
     descimage_dir: Path | None = None,
 ) -> Workflow:
     """Check a graph and its declarations and register it under `alias`."""
+    alias = validate_alias(alias)
     info = object_info or {}
     graph = parse_graph(graph_obj)
     outputs = output_nodes(graph, info)
     _check_runnable(graph, outputs, info)
     inputs = discover_inputs(graph, as_declarations(declarations), info, descimage_dir)
     return Workflow(
-        alias=validate_alias(alias),
+        alias=alias,
         description=description,
         graph=graph,
         inputs=inputs,
