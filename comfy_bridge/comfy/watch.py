@@ -96,8 +96,10 @@ class PromptWatch:
         self._submitted = True
 
     def close(self) -> None:
+        """Stop watching; an iteration waiting for a message ends."""
         if not self._closed:
             self._closed = True
+            self._items.put_nowait(_RESYNC)
             self._on_close(self)
 
     async def outcome(self) -> PromptFinished:
@@ -130,6 +132,8 @@ class PromptWatch:
                 return self._finish(finished)
         while True:
             item = await self._next_item()
+            if self._closed:
+                raise StopAsyncIteration
             if not isinstance(item, _Resync):
                 self._note(item)
                 return item
