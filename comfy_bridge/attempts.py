@@ -160,7 +160,7 @@ class Attempt:
                 policy=self.ctx.output_policy,
             )
             if self.ctx.output_policy.strip_metadata:
-                checked = await asyncio.to_thread(reencode, raw, checked)
+                checked = await asyncio.to_thread(reencode, checked)
             final = directory / f"{index}{checked.extension}"
             Path(checked.path).replace(final)
         finally:

@@ -6,7 +6,7 @@ import asyncio
 import enum
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from comfy_bridge.comfy import ComfyClient
@@ -96,7 +96,7 @@ class BackendPool:
         self._backends: dict[str, Backend] = {}
         self._probes: dict[str, asyncio.Task[None]] = {}
 
-    def __iter__(self) -> Iterable[Backend]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Backend]:
         return iter(tuple(self._backends.values()))
 
     def __len__(self) -> int:

@@ -86,3 +86,41 @@ def simulator(*options: str, log_path: Path | None = None) -> Iterator[str]:
         log_path=log_path,
     ):
         yield url
+
+
+@contextlib.contextmanager
+def bridge(
+    backends: list[str],
+    data_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    port: int | None = None,
+) -> Iterator[str]:
+    """A bridge process on a loopback port; yields its base URL.
+
+    It runs in `data_dir` so no `.env` of the developer's can reach it.
+    """
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = {
+        "BRIDGE_BACKENDS": ",".join(backends),
+        "BRIDGE_DATA_DIR": str(data_dir),
+        "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "BRIDGE_LOG_LEVEL": "DEBUG",
+        **(env or {}),
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with running(
+        ["serve", "--host", "127.0.0.1", "--port", str(port)],
+        f"{url}/healthz",
+        env=settings,
+        cwd=data_dir,
+        log_path=log_path,
+    ):
+        yield url
+
+
+ADMIN_TOKEN = "test-admin-token"
+EXAMPLES = ROOT / "comfy_bridge" / "examples" / "workflows"
+DEMO_MODEL = "checkpoints/demo-sd15.safetensors"

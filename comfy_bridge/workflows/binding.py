@@ -6,7 +6,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator
 
 from comfy_bridge.exceptions import InputInvalid
 from comfy_bridge.workflows.graph import Graph, strip_bridge_meta

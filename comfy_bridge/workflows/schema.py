@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator
 
 from comfy_bridge.exceptions import WorkflowInvalid
 from comfy_bridge.workflows.specs import InputSpec, InputType

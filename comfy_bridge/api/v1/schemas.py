@@ -60,9 +60,9 @@ class InputPublic(BaseModel):
     description: str = ""
     default: Any = None
     required: bool
-    minimum: float | None = None
-    maximum: float | None = None
-    step: float | None = None
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    step: int | float | None = None
     choices: list[Any] | None = None
     multiline: bool = False
 

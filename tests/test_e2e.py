@@ -1,0 +1,327 @@
+"""End to end: a bridge process in front of two simulator processes, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from PIL import Image
+
+from tests.processes import (
+    ADMIN_TOKEN,
+    DEMO_MODEL,
+    EXAMPLES,
+    bridge,
+    simulator,
+)
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    logs = tmp_path_factory.mktemp("logs")
+    data = tmp_path_factory.mktemp("bridge")
+    with (
+        simulator("--model", DEMO_MODEL, log_path=logs / "sim-a.log") as sim_a,
+        simulator("--model", DEMO_MODEL, log_path=logs / "sim-b.log") as sim_b,
+    ):
+        env = {
+            "BRIDGE_WORKFLOWS_DIR": str(EXAMPLES),
+            "BRIDGE_ALIAS_FILE": str(EXAMPLES / "workflow_alias.json"),
+        }
+        with bridge([sim_a, sim_b], data, env=env, log_path=logs / "bridge.log") as url:
+            wait_backends_up(url, 2)
+            yield {"url": url, "simulators": [sim_a, sim_b], "data": data, "env": env}
+
+
+def wait_backends_up(url: str, count: int, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{url}/v1/backends", headers=ADMIN).json()
+        if sum(b["state"] == "up" for b in body["backends"]) >= count:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"fewer than {count} backends came up")
+
+
+@pytest.fixture
+def client(cluster: dict[str, Any]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=cluster["url"], timeout=60) as client:
+        yield client
+
+
+def gradient_png(width: int = 64, height: int = 48) -> bytes:
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def upload(client: httpx.Client, data: bytes, name: str = "photo.png") -> str:
+    response = client.post("/v1/uploads", files={"file": (name, data, "image/png")})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def run_job(client: httpx.Client, workflow: str, inputs: dict[str, Any]) -> Any:
+    response = client.post(
+        "/v1/jobs", params={"wait": 30}, json={"workflow": workflow, "inputs": inputs}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_inverted(original: bytes, output: bytes) -> None:
+    source = Image.open(io.BytesIO(original)).convert("RGB")
+    result = Image.open(io.BytesIO(output)).convert("RGB")
+    assert result.size == source.size
+    for xy in [(0, 0), (10, 5), (63, 47), (32, 20)]:
+        expected = tuple(255 - c for c in source.getpixel(xy))
+        assert result.getpixel(xy) == expected
+
+
+def test_invert_over_rest(client: httpx.Client) -> None:
+    original = gradient_png()
+    job = run_job(client, "invert", {"image": upload(client, original)})
+
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == 1
+    [output] = job["outputs"]
+    assert output["content_type"] == "image/png"
+    response = client.get(output["url"])
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert_inverted(original, response.content)
+
+
+def test_outputs_carry_no_workflow_metadata(client: httpx.Client) -> None:
+    job = run_job(client, "invert", {"image": upload(client, gradient_png())})
+
+    data = client.get(job["outputs"][0]["url"]).content
+    assert b"prompt" not in data and b"workflow" not in data
+    assert Image.open(io.BytesIO(data)).info.get("prompt") is None
+
+
+async def follow_events(url: str, job_id: str) -> list[dict[str, Any]]:
+    ws_url = url.replace("http", "ws") + f"/v1/jobs/{job_id}/events"
+    events = []
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(ws_url) as ws:
+            async for message in ws:
+                events.append(json.loads(message.data))
+    return events
+
+
+def test_invert_over_websocket(client: httpx.Client, cluster: dict[str, Any]) -> None:
+    original = gradient_png()
+    body = {"workflow": "invert", "inputs": {"image": upload(client, original)}}
+    job = client.post("/v1/jobs", json=body).json()
+    assert job["status"] == "queued"
+
+    events = asyncio.run(follow_events(cluster["url"], job["id"]))
+
+    assert events[-1]["type"] == "status"
+    assert events[-1]["status"] == "succeeded"
+    [output_event] = [e for e in events if e["type"] == "output"]
+    assert_inverted(original, client.get(output_event["url"]).content)
+
+
+def test_txt2img_progress_only_grows(
+    client: httpx.Client, cluster: dict[str, Any]
+) -> None:
+    body = {"workflow": "txt2img", "inputs": {"seed": 1234, "steps": 12}}
+    job = client.post("/v1/jobs", json=body).json()
+
+    events = asyncio.run(follow_events(cluster["url"], job["id"]))
+
+    progress = [e["progress"] for e in events if e["type"] == "progress"]
+    assert len(progress) >= 12
+    assert progress == sorted(progress)
+    final = events[-1]["job"]
+    assert final["status"] == "succeeded"
+    assert final["progress"] == 1
+    statuses = [e["status"] for e in events if e["type"] == "status"]
+    assert statuses[-3:] == ["dispatching", "running", "succeeded"]
+
+
+def test_same_seed_gives_the_same_picture(client: httpx.Client) -> None:
+    pictures = []
+    for _ in range(2):
+        job = run_job(client, "txt2img", {"seed": 99, "steps": 2})
+        pictures.append(client.get(job["outputs"][0]["url"]).content)
+    other = run_job(client, "txt2img", {"seed": 100, "steps": 2})
+
+    assert pictures[0] == pictures[1]
+    assert client.get(other["outputs"][0]["url"]).content != pictures[0]
+
+
+def prompts_received(simulator_url: str) -> list[dict[str, Any]]:
+    requests = httpx.get(f"{simulator_url}/_sim/requests").json()
+    return [
+        r["body"]
+        for r in requests["requests"]
+        if r["method"] == "POST" and r["path"].endswith("/prompt")
+    ]
+
+
+def test_twenty_jobs_spread_over_both_backends(
+    client: httpx.Client, cluster: dict[str, Any]
+) -> None:
+    before = [len(prompts_received(url)) for url in cluster["simulators"]]
+    body = {"workflow": "txt2img", "inputs": {"steps": 3}}
+    ids = [client.post("/v1/jobs", json=body).json()["id"] for _ in range(20)]
+
+    jobs = [client.get(f"/v1/jobs/{i}", params={"wait": 60}).json() for i in ids]
+
+    assert [job["status"] for job in jobs] == ["succeeded"] * 20
+    after = [len(prompts_received(url)) for url in cluster["simulators"]]
+    done = [a - b for a, b in zip(after, before, strict=True)]
+    assert sum(done) == 20
+    assert min(done) >= 5, done
+
+
+def test_big_seeds_and_non_ascii_text_arrive_unchanged(
+    client: httpx.Client, cluster: dict[str, Any]
+) -> None:
+    seed, text = 2**64 - 1, "灯台 au crépuscule ✓ \U0001f30a"
+    job = run_job(client, "txt2img", {"seed": seed, "prompt": text, "steps": 1})
+    assert job["status"] == "succeeded"
+
+    prompts = [p for url in cluster["simulators"] for p in prompts_received(url)]
+    graphs = [p["prompt"] for p in prompts if p["prompt"]["3"]["inputs"]["seed"] == seed]
+    assert graphs, "the seed did not arrive unchanged"
+    assert graphs[-1]["6"]["inputs"]["text"] == text
+    assert "bridge_inputs" not in json.dumps(graphs[-1])
+
+
+@pytest.mark.parametrize(
+    ("inputs", "status", "names"),
+    [
+        ({"seed": "abc"}, 422, "seed"),
+        ({"steps": 51}, 422, "steps"),
+        ({"steps": 0}, 422, "steps"),
+        ({"width": 100.5}, 422, "width"),
+        ({"colour": "red"}, 422, "colour"),
+        ({"prompt": 7}, 422, "prompt"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_input(
+    client: httpx.Client, inputs: dict[str, Any], status: int, names: str
+) -> None:
+    response = client.post("/v1/jobs", json={"workflow": "txt2img", "inputs": inputs})
+
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == "invalid_input"
+    assert names in body["detail"]
+
+
+def test_a_missing_file_input_is_refused(client: httpx.Client) -> None:
+    response = client.post("/v1/jobs", json={"workflow": "invert", "inputs": {}})
+    assert response.status_code == 422
+    assert "image" in response.json()["detail"]
+
+    response = client.post(
+        "/v1/jobs", json={"workflow": "invert", "inputs": {"image": "no-such-upload"}}
+    )
+    assert response.status_code == 422
+    assert "no-such-upload" in response.json()["detail"]
+
+
+def test_unknown_things_answer_404(client: httpx.Client) -> None:
+    assert client.get("/v1/workflows/nope").json()["code"] == "workflow_not_found"
+    response = client.post("/v1/jobs", json={"workflow": "nope", "inputs": {}})
+    assert response.status_code == 404
+    assert client.get("/v1/jobs/nope").status_code == 404
+    job = run_job(client, "txt2img", {"steps": 1})
+    assert client.get(f"/v1/jobs/{job['id']}/outputs/5").status_code == 404
+
+
+def test_workflow_description_lists_inputs_and_schema(client: httpx.Client) -> None:
+    workflow = client.get("/v1/workflows/txt2img").json()
+
+    inputs = {spec["name"]: spec for spec in workflow["inputs"]}
+    assert set(inputs) == {"prompt", "seed", "steps", "width", "height"}
+    assert inputs["steps"]["type"] == "int"
+    assert (inputs["steps"]["minimum"], inputs["steps"]["maximum"]) == (1, 50)
+    assert inputs["prompt"]["type"] == "string"
+    assert workflow["schema"]["properties"]["steps"]["maximum"] == 50
+    assert workflow["thumbnail_url"]
+    assert client.get(workflow["thumbnail_url"]).headers["content-type"] == "image/png"
+
+
+def test_cancel_a_running_job_stops_only_its_prompt(
+    client: httpx.Client, cluster: dict[str, Any]
+) -> None:
+    job = client.post(
+        "/v1/jobs", json={"workflow": "txt2img", "inputs": {"steps": 50}}
+    ).json()
+    deadline = time.monotonic() + 10
+    while client.get(f"/v1/jobs/{job['id']}").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    cancelled = client.delete(f"/v1/jobs/{job['id']}").json()
+
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error"]["reason"] == "client"
+    stops = [
+        r
+        for url in cluster["simulators"]
+        for r in httpx.get(f"{url}/_sim/requests").json()["requests"]
+        if r["path"].endswith("/interrupt")
+    ]
+    assert stops and all(r["body"] == {"prompt_id": cancelled_prompt(stops)} for r in stops)
+    assert client.delete(f"/v1/jobs/{job['id']}").status_code == 409
+
+
+def cancelled_prompt(stops: list[dict[str, Any]]) -> str:
+    return str(stops[-1]["body"]["prompt_id"])
+
+
+def test_admin_routes_need_the_token(client: httpx.Client) -> None:
+    graph = json.loads((EXAMPLES / "invert.json").read_text())
+
+    assert client.put("/v1/workflows/x", json={"workflow": graph}).status_code == 401
+    assert client.get("/v1/backends").status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.get("/v1/backends", headers=wrong).status_code == 401
+
+
+def test_editor_format_is_refused_at_registration(client: httpx.Client) -> None:
+    shared = Path(__file__).resolve().parents[2] / "shared" / "workflows"
+    graph = json.loads((shared / "flux_fp8_txt2img_UI_FORMAT.json").read_text())
+
+    response = client.put("/v1/workflows/flux", json={"workflow": graph}, headers=ADMIN)
+
+    assert response.status_code == 422
+    assert "API" in response.json()["detail"]
+
+
+def test_backend_validation_errors_fail_the_job_with_the_node(
+    client: httpx.Client,
+) -> None:
+    graph = json.loads((EXAMPLES / "txt2img.json").read_text())
+    graph["4"]["inputs"]["ckpt_name"] = "missing-model.safetensors"
+    response = client.put(
+        "/v1/workflows/broken", json={"workflow": graph}, headers=ADMIN
+    )
+    assert response.status_code == 200, response.text
+
+    job = run_job(client, "broken", {"steps": 1})
+
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "prompt_rejected"
+    assert job["error"]["node_id"] == "4"
+    assert job["error"]["node_type"] == "CheckpointLoaderSimple"
+    assert "missing-model" in job["error"]["message"]
