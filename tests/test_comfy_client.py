@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -684,6 +685,50 @@ async def test_saturated_pool_is_unavailable_not_a_timeout(fake: FakeComfy) -> N
         assert await busy == 0
     finally:
         await comfy.aclose()
+
+
+async def test_stalled_upload_is_a_timeout(tmp_path: Path) -> None:
+    release = asyncio.Event()
+    handlers: list[asyncio.Task[None]] = []
+
+    async def never_read(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        await release.wait()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    source = tmp_path / "big.png"
+    source.write_bytes(PNG * 2000)
+    comfy = ComfyClient(
+        f"http://127.0.0.1:{port}",
+        backend_id="stuck",
+        timeouts=Timeouts(connect_s=0.2, write_s=0.3),
+        socket_settings=FAST_SOCKET,
+    )
+    await comfy.start()
+    try:
+        with pytest.raises(BackendTimeout):
+            await comfy.upload_image(source, name="big.png")
+    finally:
+        await comfy.aclose()
+        release.set()
+        await asyncio.gather(*handlers)
+        server.close()
+        await server.wait_closed()
+
+
+async def test_closing_the_client_ends_open_watches(client: ComfyClient) -> None:
+    watch = client.watch("p-1")
+    waiting = asyncio.create_task(watch.outcome())
+    await asyncio.sleep(0.05)
+    await client.aclose()
+    with pytest.raises(BackendUnavailable):
+        await waiting
 
 
 async def test_unreadable_answer_is_a_protocol_error(

@@ -8,7 +8,7 @@ import logging
 import mimetypes
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -318,22 +318,17 @@ class ComfyClient:
         if not name or "/" in name or "\\" in name or name in {".", ".."}:
             raise ValueError(f"upload name must be a bare file name, not {name!r}")
         action = f"upload {name}"
-        with backend_errors(self.backend_id, action):
-            async with asyncio.timeout(self._timeouts.write_s) as deadline:
-                form = aiohttp.FormData()
-                form.add_field(
-                    "image",
-                    file_chunks(source, deadline, self._timeouts.write_s),
-                    filename=name,
-                    content_type=mimetypes.guess_type(name)[0]
-                    or "application/octet-stream",
-                )
-                form.add_field("overwrite", "true" if overwrite else "false")
-                form.add_field("subfolder", subfolder)
-                form.add_field("type", "input")
-                status, raw = await self._send(
-                    "POST", "upload/image", action, data=form
-                )
+        handle = await asyncio.to_thread(source.open, "rb")
+        try:
+            with backend_errors(self.backend_id, action):
+                async with asyncio.timeout(self._timeouts.write_s) as deadline:
+                    chunks = file_chunks(handle, deadline, self._timeouts.write_s)
+                    form = _upload_form(chunks, name, subfolder, overwrite)
+                    status, raw = await self._send(
+                        "POST", "upload/image", action, data=form
+                    )
+        finally:
+            await asyncio.to_thread(handle.close)
         answer = self._json_object(status, raw, action)
         try:
             return UploadedFile(
@@ -447,3 +442,15 @@ class ComfyClient:
     def _forget_watch(self, watch: PromptWatch) -> None:
         if self._watches.get(watch.prompt_id) is watch:
             del self._watches[watch.prompt_id]
+
+
+def _upload_form(
+    chunks: AsyncIterator[bytes], name: str, subfolder: str, overwrite: bool
+) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    form.add_field("image", chunks, filename=name, content_type=content_type)
+    form.add_field("overwrite", "true" if overwrite else "false")
+    form.add_field("subfolder", subfolder)
+    form.add_field("type", "input")
+    return form

@@ -53,20 +53,17 @@ def _discard(out: IO[bytes], dest: Path) -> None:
 
 
 async def file_chunks(
-    source: Path, deadline: asyncio.Timeout, write_s: float
+    source: IO[bytes], deadline: asyncio.Timeout, write_s: float
 ) -> AsyncIterator[bytes]:
     """Read `source` in chunks, pushing `deadline` back each time one is taken.
 
     aiohttp asks for the next chunk only once the previous one was written, so
     a stalled send lets `deadline` expire: that is the upload's write timeout.
+    The caller owns `source` and closes it, even if the send is abandoned.
     """
     loop = asyncio.get_running_loop()
-    handle = await asyncio.to_thread(source.open, "rb")
-    try:
-        while chunk := await asyncio.to_thread(handle.read, CHUNK_BYTES):
-            deadline.reschedule(loop.time() + write_s)
-            yield chunk
-    finally:
-        await asyncio.to_thread(handle.close)
+    while chunk := await asyncio.to_thread(source.read, CHUNK_BYTES):
+        deadline.reschedule(loop.time() + write_s)
+        yield chunk
     # The body is sent; from here the read timeout guards the answer.
     deadline.reschedule(None)

@@ -31,7 +31,7 @@ from comfy_bridge.comfy.outputs import (
     PromptStatus,
 )
 from comfy_bridge.comfy.results import QueueState
-from comfy_bridge.exceptions import BackendError
+from comfy_bridge.exceptions import BackendError, BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,9 @@ class PromptWatch:
         async for message in self:
             if isinstance(message, PromptFinished):
                 return message
-        raise RuntimeError(f"watch of {self.prompt_id} was closed before the end")
+        raise BackendUnavailable(
+            f"prompt {self.prompt_id}: watch closed before the prompt ended"
+        )
 
     async def __aenter__(self) -> PromptWatch:
         return self
