@@ -250,6 +250,11 @@ class Bridge:
     async def _run(self, job: Job, backend: Backend) -> None:
         try:
             await self._run_attempt(job, backend)
+        except Exception:
+            # A fault of ours must still end the job, never leave it hanging.
+            logger.exception("job %s: attempt failed unexpectedly", job.id)
+            error = {"code": "internal_error", "message": "the bridge failed this job"}
+            await self._finish(job, JobStatus.FAILED, error=error)
         finally:
             backend.release(job.id)
             self._tasks.pop(job.id, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -41,7 +41,8 @@ class JobRow(Base):
 class AttemptRow(Base):
     __tablename__ = "attempts"
 
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    # SQLite numbers rows itself only for a plain INTEGER primary key.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(String(64), index=True)
     number: Mapped[int]
     backend_id: Mapped[str] = mapped_column(String(64))
