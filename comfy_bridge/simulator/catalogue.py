@@ -9,6 +9,7 @@ from __future__ import annotations
 from comfy_bridge.simulator import nodes
 from comfy_bridge.simulator.specs import (
     INT_MAX,
+    InputSpec as Input,
     NodeSpec,
     boolean,
     combo,
@@ -19,7 +20,6 @@ from comfy_bridge.simulator.specs import (
     number,
     text,
 )
-from comfy_bridge.simulator.specs import InputSpec as Input
 
 SAMPLERS = (
     "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun",
@@ -171,7 +171,7 @@ def output_nodes() -> list[NodeSpec]:
             "SaveImage",
             (
                 Input("images", "IMAGE", tip("Images to write to the output folder.")),
-                text("filename_prefix", "ComfyUI", **tip("Start of the file names.")),
+                text("filename_prefix", "ComfyUI", tooltip="Start of the file names."),
                 *SAVE_HIDDEN,
             ),
             (),
@@ -250,7 +250,10 @@ def loader_nodes() -> list[NodeSpec]:
         ),
         NodeSpec(
             "UNETLoader",
-            (model("unet_name", "diffusion_models"), combo("weight_dtype", WEIGHT_DTYPES)),
+            (
+                model("unet_name", "diffusion_models"),
+                combo("weight_dtype", WEIGHT_DTYPES),
+            ),
             ("MODEL",),
             nodes.loader("MODEL", name_input="unet_name"),
             "advanced/loaders",
@@ -261,7 +264,13 @@ def loader_nodes() -> list[NodeSpec]:
             (
                 model("clip_name", "text_encoders"),
                 combo("type", CLIP_TYPES),
-                Input("device", "COMBO", {"advanced": True}, "optional", ("default", "cpu")),
+                Input(
+                    "device",
+                    "COMBO",
+                    {"advanced": True},
+                    "optional",
+                    ("default", "cpu"),
+                ),
             ),
             ("CLIP",),
             nodes.loader("CLIP", name_input="clip_name"),
@@ -274,7 +283,13 @@ def loader_nodes() -> list[NodeSpec]:
                 model("clip_name1", "text_encoders"),
                 model("clip_name2", "text_encoders"),
                 combo("type", ("sdxl", "sd3", "flux", "hunyuan_video", "hidream")),
-                Input("device", "COMBO", {"advanced": True}, "optional", ("default", "cpu")),
+                Input(
+                    "device",
+                    "COMBO",
+                    {"advanced": True},
+                    "optional",
+                    ("default", "cpu"),
+                ),
             ),
             ("CLIP",),
             nodes.loader("CLIP", name_input="clip_name1"),
@@ -359,16 +374,24 @@ def sampling_nodes() -> list[NodeSpec]:
         NodeSpec(
             "KSampler",
             (
-                Input("model", "MODEL", tip("Diffusion model that denoises the latent.")),
+                Input(
+                    "model", "MODEL", tip("Diffusion model that denoises the latent.")
+                ),
                 _seed("seed", tooltip="Seed for the starting noise."),
                 integer(
                     "steps", 20, 1, 10000, step=None, tooltip="Denoising steps to run."
                 ),
-                _cfg(tooltip="Guidance scale: how closely the result follows the text."),
+                _cfg(
+                    tooltip="Guidance scale: how closely the result follows the text."
+                ),
                 combo("sampler_name", SAMPLERS, tooltip="Sampling algorithm."),
                 combo("scheduler", SCHEDULERS, tooltip="How the noise level falls."),
-                Input("positive", "CONDITIONING", tip("Conditioning to steer towards.")),
-                Input("negative", "CONDITIONING", tip("Conditioning to steer away from.")),
+                Input(
+                    "positive", "CONDITIONING", tip("Conditioning to steer towards.")
+                ),
+                Input(
+                    "negative", "CONDITIONING", tip("Conditioning to steer away from.")
+                ),
                 Input("latent_image", "LATENT", tip("Latent to denoise.")),
                 number(
                     "denoise",

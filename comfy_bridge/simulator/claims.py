@@ -117,7 +117,9 @@ def literal_input(name: str, value: Any) -> tuple[InputSpec, str | None]:
         return boolean(name, value), None
     if isinstance(value, int):
         bound = INT_MAX
-        return InputSpec(name, "INT", {"default": value, "min": -bound, "max": bound}), None
+        return InputSpec(
+            name, "INT", {"default": value, "min": -bound, "max": bound}
+        ), None
     if isinstance(value, float):
         options = {"default": value, "min": -1e18, "max": 1e18, "step": 0.01}
         return InputSpec(name, "FLOAT", options), None
@@ -129,7 +131,9 @@ def literal_input(name: str, value: Any) -> tuple[InputSpec, str | None]:
     return InputSpec(name, "*", section="optional", bare=True), None
 
 
-def source_type(graph: Graph, known: dict[str, NodeSpec], target: tuple[str, int]) -> str:
+def source_type(
+    graph: Graph, known: dict[str, NodeSpec], target: tuple[str, int]
+) -> str:
     source = graph.get(target[0])
     spec = known.get(source["class_type"]) if source else None
     if spec is None or target[1] >= len(spec.outputs):
@@ -144,8 +148,8 @@ def stand_in_spec(
     inputs: list[InputSpec] = []
     models: dict[str, str] = {}
     for name, value in usage.literals.items():
-        spec, folder = literal_input(name, value)
-        inputs.append(spec)
+        item, folder = literal_input(name, value)
+        inputs.append(item)
         if folder is not None:
             models[value] = folder
     for name, target in usage.links.items():
@@ -273,7 +277,9 @@ def write_animation(
     return {**item.ui(), "format": f"image/{extension}", "frame_rate": frame_rate}
 
 
-def claim(graph: Graph, known: dict[str, NodeSpec]) -> tuple[list[NodeSpec], dict[str, str], set[str]]:
+def claim(
+    graph: Graph, known: dict[str, NodeSpec]
+) -> tuple[list[NodeSpec], dict[str, str], set[str]]:
     """New stand-in specs, model files (name → folder) and input files a graph needs."""
     models: dict[str, str] = {}
     input_files: set[str] = set()

@@ -37,7 +37,8 @@ def simulate(
     claim_workflow: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Claim every class and model an API-format workflow uses (repeatable).",
+            help="Claim the classes and models an API-format workflow uses "
+            "(repeatable).",
             exists=True,
             dir_okay=False,
         ),

@@ -104,7 +104,9 @@ class Executor:
     def _die_if_due(self, item: QueueItem) -> None:
         limit = self.options.fault_count(FaultKind.DIE_AFTER)
         if limit is not None and self.started >= limit:
-            logger.warning("die-after %d: exiting while %s starts", limit, item.prompt_id)
+            logger.warning(
+                "die-after %d: exiting while %s starts", limit, item.prompt_id
+            )
             logging.shutdown()
             os._exit(3)
         self.started += 1
@@ -142,7 +144,9 @@ class PromptRun:
         data = {"prompt_id": self.item.prompt_id, "nodes": self.progress}
         self.send("progress_state", data, broadcast=True)
 
-    def set_progress(self, node_id: str, value: float, total: float, state: str) -> None:
+    def set_progress(
+        self, node_id: str, value: float, total: float, state: str
+    ) -> None:
         self.progress[node_id] = {
             "value": value,
             "max": total,
@@ -198,7 +202,10 @@ class PromptRun:
         except Exception as exc:  # any node failure becomes the job's execution_error
             self.record("execution_error", self.error_data(node_id, exc))
             return "error"
-        self.record("execution_success", {"prompt_id": self.item.prompt_id, "timestamp": now_ms()})
+        self.record(
+            "execution_success",
+            {"prompt_id": self.item.prompt_id, "timestamp": now_ms()},
+        )
         return "success"
 
     def is_cached(self, node_id: str) -> bool:
@@ -222,7 +229,11 @@ class PromptRun:
         spec = executor.registry.specs[node["class_type"]]
         self.set_progress(node_id, 0.0, 1.0, "running")
         executor.current_node = node_id
-        executing = {"node": node_id, "display_node": node_id, "prompt_id": self.item.prompt_id}
+        executing = {
+            "node": node_id,
+            "display_node": node_id,
+            "prompt_id": self.item.prompt_id,
+        }
         self.send("executing", executing)
         await self.drop_sockets_once()
         if executor.options.has_fault(FaultKind.FAIL):
@@ -235,7 +246,9 @@ class PromptRun:
         if ui is not None:
             self.show(node_id, ui)
         done = self.progress[node_id]
-        self.set_progress(node_id, max(done["value"], 1.0), max(done["max"], 1.0), "finished")
+        self.set_progress(
+            node_id, max(done["value"], 1.0), max(done["max"], 1.0), "finished"
+        )
         self.executed.append(node_id)
 
     def show(self, node_id: str, ui: dict[str, Any]) -> None:
@@ -255,7 +268,10 @@ class PromptRun:
         self.send("executed", data)
 
     async def drop_sockets_once(self) -> None:
-        if self.executor.options.has_fault(FaultKind.DROP_SOCKET) and not self.dropped_sockets:
+        if (
+            self.executor.options.has_fault(FaultKind.DROP_SOCKET)
+            and not self.dropped_sockets
+        ):
             self.dropped_sockets = True
             await self.executor.hub.drop_all()
 
@@ -282,7 +298,9 @@ class PromptRun:
             if is_link(value):
                 parts.append([name, self.signatures.get(value[0], value[0]), value[1]])
             else:
-                parts.append([name, value, self.file_stamp(node["class_type"], name, value)])
+                parts.append(
+                    [name, value, self.file_stamp(node["class_type"], name, value)]
+                )
         text = json.dumps(parts, default=str, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -317,7 +335,9 @@ class PromptRun:
         }
 
     def error_data(self, node_id: str, exc: Exception) -> dict[str, Any]:
-        logger.info("prompt %s failed in node %s: %s", self.item.prompt_id, node_id, exc)
+        logger.info(
+            "prompt %s failed in node %s: %s", self.item.prompt_id, node_id, exc
+        )
         inputs = self.inputs_of(node_id) if node_id else {}
         data = self.failure_data(node_id)
         timestamp = data.pop("timestamp")
@@ -325,7 +345,9 @@ class PromptRun:
             "exception_message": f"{exc}\n",
             "exception_type": type(exc).__name__,
             "traceback": traceback.format_tb(exc.__traceback__),
-            "current_inputs": {name: [describe(value)] for name, value in inputs.items()},
+            "current_inputs": {
+                name: [describe(value)] for name, value in inputs.items()
+            },
             "current_outputs": list(self.values),
             "timestamp": timestamp,
         }

@@ -129,5 +129,7 @@ def select_channel(image: Image.Image, channel: str) -> Image.Image:
         return image.convert("RGB")
     if channel == "a":
         alpha = image.convert("RGBA").getchannel("A")
-        return Image.merge("RGBA", (alpha, alpha, alpha, Image.new("L", alpha.size, 255)))
+        return Image.merge(
+            "RGBA", (alpha, alpha, alpha, Image.new("L", alpha.size, 255))
+        )
     return image

@@ -60,7 +60,9 @@ class PromptQueue:
         extra_data: dict[str, Any],
         outputs: list[str],
     ) -> None:
-        item = QueueItem(number, next(self.sequence), prompt_id, prompt, extra_data, outputs)
+        item = QueueItem(
+            number, next(self.sequence), prompt_id, prompt, extra_data, outputs
+        )
         heapq.heappush(self.pending, item)
         self.wakeup.set()
         self.on_change()

@@ -73,7 +73,10 @@ class Registry:
 
     def object_info(self) -> dict[str, Any]:
         files = self.storage.input_files()
-        return {name: render_node(spec, self.models, files) for name, spec in self.specs.items()}
+        return {
+            name: render_node(spec, self.models, files)
+            for name, spec in self.specs.items()
+        }
 
     def node_info(self, name: str) -> dict[str, Any]:
         spec = self.specs.get(name)

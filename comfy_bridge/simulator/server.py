@@ -23,14 +23,21 @@ from comfy_bridge.simulator.registry import Registry
 from comfy_bridge.simulator.sockets import Hub
 from comfy_bridge.simulator.storage import Storage
 from comfy_bridge.simulator.uploads import BareServerError
-from comfy_bridge.simulator.validation import PromptCrash, PromptRejected, validate_prompt
+from comfy_bridge.simulator.validation import (
+    PromptCrash,
+    PromptRejected,
+    rejection,
+    validate_prompt,
+)
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CRASH_TEXT = "500 Internal Server Error\n\nServer got itself in trouble"
 SLOW_REPLY_S = 0.2
-INDEX_HTML = "<!doctype html><title>ComfyUI (simulated)</title><p>comfy-bridge simulator</p>"
+INDEX_HTML = (
+    "<!doctype html><title>ComfyUI (simulated)</title><p>comfy-bridge simulator</p>"
+)
 
 
 @dataclass
@@ -100,7 +107,9 @@ async def refuse_foreign_origin(
     """A browser request from another origin is refused, as ComfyUI does."""
     origin = request.headers.get("Origin")
     if origin and urlsplit(origin).netloc != request.host:
-        logger.warning("refused %s %s from origin %s", request.method, request.path, origin)
+        logger.warning(
+            "refused %s %s from origin %s", request.method, request.path, origin
+        )
         return web.Response(status=403)
     return await handler(request)
 
@@ -113,7 +122,9 @@ async def comfy_errors(request: web.Request, handler: Handler) -> web.StreamResp
     except web.HTTPMethodNotAllowed:
         return web.Response(status=404)
     except BareServerError as exc:
-        logger.warning("%s %s: crash as ComfyUI would: %s", request.method, request.path, exc)
+        logger.warning(
+            "%s %s: crash as ComfyUI would: %s", request.method, request.path, exc
+        )
         return crash()
 
 
@@ -173,9 +184,8 @@ async def post_prompt(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise BareServerError("body is not an object")
     if "prompt" not in body:
-        error = {"type": "no_prompt", "message": "No prompt provided"}
-        error |= {"details": "No prompt provided", "extra_info": {}}
-        return web.json_response({"error": error, "node_errors": {}}, status=400)
+        rejected = rejection("no_prompt", "No prompt provided", "No prompt provided")
+        return web.json_response(rejected.body, status=400)
     queue = state.executor.queue
     number = queue.next_number(body.get("number"), bool(body.get("front")))
     try:
@@ -189,7 +199,11 @@ async def post_prompt(request: web.Request) -> web.Response:
     if body.get("client_id"):
         extra_data["client_id"] = body["client_id"]
     queue.put(number, prompt_id, body["prompt"], extra_data, valid.outputs)
-    answer = {"prompt_id": prompt_id, "number": number, "node_errors": valid.node_errors}
+    answer = {
+        "prompt_id": prompt_id,
+        "number": number,
+        "node_errors": valid.node_errors,
+    }
     return web.json_response(answer)
 
 
@@ -261,7 +275,9 @@ async def object_info(request: web.Request) -> web.Response:
 
 async def object_info_class(request: web.Request) -> web.Response:
     """One class, or `{}` when it is unknown."""
-    return web.json_response(sim(request).registry.node_info(request.match_info["name"]))
+    return web.json_response(
+        sim(request).registry.node_info(request.match_info["name"])
+    )
 
 
 async def embeddings(request: web.Request) -> web.Response:
@@ -313,7 +329,7 @@ async def sim_requests_clear(request: web.Request) -> web.Response:
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    """Greets with `status` (and the running node on reconnect); then pushes messages."""
+    """Greet with `status` (and the running node on reconnect), then push messages."""
     state = sim(request)
     socket = web.WebSocketResponse()
     await socket.prepare(request)

@@ -76,7 +76,9 @@ class Hub:
         legacy = struct.pack(">II", PREVIEW_IMAGE, PNG_FORMAT) + image_png
         meta = json.dumps(metadata).encode()
         rich = (
-            struct.pack(">II", PREVIEW_IMAGE_WITH_METADATA, len(meta)) + meta + image_png
+            struct.pack(">II", PREVIEW_IMAGE_WITH_METADATA, len(meta))
+            + meta
+            + image_png
         )
         for client in self._targets(sid):
             client.outbox.put_nowait(rich if client.wants_metadata else legacy)

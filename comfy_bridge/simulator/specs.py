@@ -131,9 +131,7 @@ def render_input(
     """The object_info form of one input: `[TYPE, {options}]`, `[TYPE]` or a name."""
     if spec.section == "hidden":
         return spec.type
-    head: Any = (
-        combo_values(spec, models, input_files) if spec.is_combo else spec.type
-    )
+    head: Any = combo_values(spec, models, input_files) if spec.is_combo else spec.type
     if spec.bare and not spec.options:
         return [head]
     return [head, dict(spec.options)]

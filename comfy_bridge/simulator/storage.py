@@ -32,7 +32,11 @@ class SavedFile:
     type: str
 
     def ui(self) -> dict[str, str]:
-        return {"filename": self.filename, "subfolder": self.subfolder, "type": self.type}
+        return {
+            "filename": self.filename,
+            "subfolder": self.subfolder,
+            "type": self.type,
+        }
 
 
 class Storage:
@@ -73,7 +77,9 @@ class Storage:
             raise UnsafePath(name)
         return path
 
-    def next_output(self, kind: str, prefix: str, extension: str) -> tuple[Path, SavedFile]:
+    def next_output(
+        self, kind: str, prefix: str, extension: str
+    ) -> tuple[Path, SavedFile]:
         """A fresh `<prefix>_<counter>_.<ext>`; the counter continues from disk."""
         subfolder, _, stem = prefix.replace("\\", "/").rpartition("/")
         folder = (self.dirs[kind] / subfolder).resolve()

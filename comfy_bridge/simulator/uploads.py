@@ -29,16 +29,26 @@ async def upload_image(request: web.Request, storage: Storage) -> web.Response:
     if os.path.isabs(filename):
         raise BareServerError(f"absolute upload name {filename!r}")
     subfolder = str(form.get("subfolder", ""))
+    folder = target_folder(storage, kind, subfolder, filename)
+    if folder is None:
+        return web.Response(status=400)
+    data = image.file.read()
+    overwrite = str(form.get("overwrite", "")) in ("true", "1")
+    name = store(folder, filename, data, overwrite)
+    return web.json_response({"name": name, "subfolder": subfolder, "type": kind})
+
+
+def target_folder(
+    storage: Storage, kind: str, subfolder: str, filename: str
+) -> Path | None:
+    """The folder to write into, created; None when the name leaves the base."""
     base = str(storage.folder(kind))
     folder = os.path.join(base, os.path.normpath(subfolder))
     target = os.path.abspath(os.path.join(folder, filename))
     if os.path.commonpath((base, target)) != base:
-        return web.Response(status=400)
+        return None
     os.makedirs(folder, exist_ok=True)
-    data = image.file.read()
-    overwrite = str(form.get("overwrite", "")) in ("true", "1")
-    name = store(Path(folder), filename, data, overwrite)
-    return web.json_response({"name": name, "subfolder": subfolder, "type": kind})
+    return Path(folder)
 
 
 def store(folder: Path, filename: str, data: bytes, overwrite: bool) -> str:

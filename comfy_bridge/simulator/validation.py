@@ -17,7 +17,12 @@ from comfy_bridge.simulator.storage import UnsafePath
 
 Prompt = dict[str, dict[str, Any]]
 ErrorList = list[dict[str, Any]]
-CONVERTERS: dict[str, Any] = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
+CONVERTERS: dict[str, Any] = {
+    "INT": int,
+    "FLOAT": float,
+    "STRING": str,
+    "BOOLEAN": bool,
+}
 
 
 class PromptCrash(Exception):
@@ -65,7 +70,8 @@ def validate_prompt(prompt: Any, registry: Registry) -> ValidPrompt:
         raise PromptRejected(
             {
                 "error": error(
-                    "prompt_outputs_failed_validation", "Prompt outputs failed validation"
+                    "prompt_outputs_failed_validation",
+                    "Prompt outputs failed validation",
                 ),
                 "node_errors": node_errors,
             }
@@ -87,7 +93,9 @@ def check_structure(prompt: Any, registry: Registry) -> None:
                 where,
             )
         if node["class_type"] not in registry.specs:
-            message = f"Cannot execute because node {node['class_type']} does not exist."
+            message = (
+                f"Cannot execute because node {node['class_type']} does not exist."
+            )
             raise rejection("invalid_prompt", message, where)
         node.setdefault("inputs", {})
 
@@ -133,7 +141,9 @@ class Validator:
                     errors.append(missing_error(item.name))
                 continue
             if is_link(node["inputs"][item.name]):
-                valid = self.link(spec, item, node["inputs"][item.name], errors) and valid
+                valid = (
+                    self.link(spec, item, node["inputs"][item.name], errors) and valid
+                )
             else:
                 errors += self.literal(spec, item, node["inputs"])
         if errors:
@@ -153,7 +163,10 @@ class Validator:
         try:
             return self.node(source_id)
         except KeyError as exc:
-            self.fail(source_id, inner_error("exception_during_inner_validation", item, exc, value))
+            self.fail(
+                source_id,
+                inner_error("exception_during_inner_validation", item, exc, value),
+            )
             return False
 
     def literal(
@@ -178,14 +191,18 @@ class Validator:
     def input_file(self, item: InputSpec, value: Any) -> ErrorList:
         """LoadImage's own check: the named file exists (or was claimed)."""
         try:
-            found = self.registry.storage.resolve_annotated(str(value), "input").is_file()
+            found = self.registry.storage.resolve_annotated(
+                str(value), "input"
+            ).is_file()
         except UnsafePath:
             found = False
         if found or value in self.registry.claimed_inputs:
             return []
         details = f"{item.name} - Invalid image file: {value}"
         message = "Custom validation failed for node"
-        return [error("custom_validation_failed", message, details, input_name=item.name)]
+        return [
+            error("custom_validation_failed", message, details, input_name=item.name)
+        ]
 
     def node_errors(self, failed_outputs: list[str]) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -229,7 +246,9 @@ def config(item: InputSpec) -> list[Any]:
 
 
 def missing_error(name: str) -> dict[str, Any]:
-    return error("required_input_missing", "Required input is missing", name, input_name=name)
+    return error(
+        "required_input_missing", "Required input is missing", name, input_name=name
+    )
 
 
 def mismatch_error(item: InputSpec, received: str, value: list[Any]) -> dict[str, Any]:
@@ -274,7 +293,11 @@ def conversion_error(item: InputSpec, value: Any, exc: Exception) -> dict[str, A
 
 def bounds_errors(item: InputSpec, value: Any) -> ErrorList:
     low, high = item.options.get("min"), item.options.get("max")
-    extra = {"input_name": item.name, "input_config": config(item), "received_value": value}
+    extra = {
+        "input_name": item.name,
+        "input_config": config(item),
+        "received_value": value,
+    }
     if low is not None and value < low:
         message = f"Value {value} smaller than min of {low}"
         return [error("value_smaller_than_min", message, item.name, **extra)]

@@ -25,21 +25,29 @@ async def view(request: web.Request, storage: Storage) -> web.StreamResponse:
         return web.Response(status=400)
     if kind not in FOLDER_TYPES:
         return web.Response(status=400)
-    folder = str(storage.folder(kind))
-    if "subfolder" in query:
-        inner = os.path.abspath(os.path.join(folder, query["subfolder"]))
-        if os.path.commonpath((inner, folder)) != folder:
-            return web.Response(status=403)
-        folder = inner
-    name = os.path.basename(filename)
-    path = os.path.join(folder, name)
-    if not os.path.isfile(path):
-        return web.Response(status=404)
+    path = locate(storage, kind, query.get("subfolder"), filename)
+    if isinstance(path, int):
+        return web.Response(status=path)
+    name = os.path.basename(path)
     disposition = {"Content-Disposition": f'filename="{name}"'}
     channel = query.get("channel", "")
     if "preview" in query or channel not in ("", "rgba"):
         return reencoded(path, query.get("preview"), channel, disposition)
     return web.FileResponse(path, headers=disposition)
+
+
+def locate(
+    storage: Storage, kind: str, subfolder: str | None, filename: str
+) -> str | int:
+    """The file's path, or the status to answer: 403 outside the base, 404 missing."""
+    folder = str(storage.folder(kind))
+    if subfolder is not None:
+        inner = os.path.abspath(os.path.join(folder, subfolder))
+        if os.path.commonpath((inner, folder)) != folder:
+            return 403
+        folder = inner
+    path = os.path.join(folder, os.path.basename(filename))
+    return path if os.path.isfile(path) else 404
 
 
 def reencoded(
@@ -56,4 +64,6 @@ def reencoded(
             quality = int(fields[-1])
     with open(path, "rb") as handle:
         data = images.reencode(handle.read(), image_format, quality, channel)
-    return web.Response(body=data, content_type=f"image/{image_format}", headers=headers)
+    return web.Response(
+        body=data, content_type=f"image/{image_format}", headers=headers
+    )
