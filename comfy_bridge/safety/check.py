@@ -58,10 +58,11 @@ def check_file(
     """Check the file at `path`; raise `UnsafeFile` (logged once) if it is refused.
 
     The file is neither moved nor deleted: the caller owns it either way.
+    `origin` labels the log line of a refusal (`upload`, `output`).
     """
     size, sha256 = file_digest(path)
     try:
-        return inspect(
+        return check_hashed(
             path,
             size=size,
             sha256=sha256,
@@ -84,7 +85,7 @@ def file_digest(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def inspect(
+def check_hashed(
     path: Path,
     *,
     size: int,

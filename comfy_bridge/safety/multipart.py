@@ -78,6 +78,7 @@ class _Reader:
                 Rule.TOO_MANY_PARTS, f"at most {self.max_parts} files per request"
             )
         self.parts.append(_Part())
+        self.current = None
 
     def _on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_field += data[start:end]

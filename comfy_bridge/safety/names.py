@@ -50,5 +50,6 @@ def split_extension(name: str) -> tuple[str, str]:
 def _bounded(name: str) -> str:
     if len(name) <= MAX_NAME_CHARS:
         return name
-    stem, ext = split_extension(name)
-    return stem[: MAX_NAME_CHARS - len(ext)].rstrip(" .") + ext
+    stem, _ = split_extension(name)
+    extension = name[len(stem) :]
+    return stem[: MAX_NAME_CHARS - len(extension)].rstrip(" .") + extension

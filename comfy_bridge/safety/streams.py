@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from comfy_bridge.exceptions import UnsafeFile
-from comfy_bridge.safety.check import CheckedFile, inspect
+from comfy_bridge.safety.check import CheckedFile, check_hashed
 from comfy_bridge.safety.policy import SafetyPolicy
 from comfy_bridge.safety.reencode import reencode
 from comfy_bridge.safety.rules import Rule, log_refusal, refuse
@@ -66,7 +66,7 @@ class Spool:
     ) -> CheckedFile:
         """Check the spooled file and give it its final name `<uuid hex><ext>`."""
         self.close()
-        checked = inspect(
+        checked = check_hashed(
             self.path,
             size=self.size,
             sha256=self.sha256,
