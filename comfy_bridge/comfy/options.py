@@ -36,7 +36,13 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class SocketSettings:
-    """How the WebSocket is kept open."""
+    """How the WebSocket is kept open.
+
+    After a loss the socket waits about `reconnect_min_s` (with jitter) before
+    trying again, doubling the wait after each failed or short-lived attempt up
+    to `reconnect_max_s`; a ping every `heartbeat_s` finds a peer that
+    vanished without closing.
+    """
 
     heartbeat_s: float = 20.0
     max_message_bytes: int = 64 * 1024 * 1024

@@ -84,20 +84,26 @@ class BackendSocket:
                 await task
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         delay_s = self._settings.reconnect_min_s
-        attempts = 0
+        failures = 0
         while True:
             try:
                 ws = await self._open()
             except BackendError as exc:
-                attempts += 1
-                self._log_failed_attempt(attempts, exc)
-                await asyncio.sleep(delay_s * random.uniform(0.5, 1.0))
-                delay_s = min(delay_s * 2, self._settings.reconnect_max_s)
-                continue
-            self._log_connected(attempts)
-            delay_s, attempts = self._settings.reconnect_min_s, 0
-            await self._serve(ws)
+                failures += 1
+                self._log_failed_attempt(failures, exc)
+            else:
+                self._log_connected(failures)
+                failures = 0
+                opened_at = loop.time()
+                await self._serve(ws)
+                # Only a socket that stayed up a while resets the back-off, so
+                # a backend that accepts and hangs up at once is not hammered.
+                if loop.time() - opened_at > self._settings.reconnect_max_s:
+                    delay_s = self._settings.reconnect_min_s
+            await asyncio.sleep(delay_s * random.uniform(0.5, 1.0))
+            delay_s = min(delay_s * 2, self._settings.reconnect_max_s)
 
     async def _open(self) -> aiohttp.ClientWebSocketResponse:
         with backend_errors(self._backend_id, "open the WebSocket"):
