@@ -33,7 +33,8 @@ _UPRIGHT = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_PNG_COMPRESS_LEVEL = 6
+# ComfyUI's own level: files about as small as level 6, encoded 3x faster.
+_PNG_COMPRESS_LEVEL = 4
 # Lossy WebP cannot be copied bit for bit; a high quality keeps the second
 # generation's loss below what a viewer notices.
 _WEBP_LOSSY_QUALITY = 90
