@@ -61,6 +61,7 @@ class _Reader:
         self._header_value = b""
 
     def callbacks(self) -> MultipartCallbacks:
+        """The callbacks to hand to `MultipartParser`."""
         return {
             "on_part_begin": self._on_part_begin,
             "on_header_field": self._on_header_field,
@@ -188,18 +189,18 @@ async def _feed(
         received += len(chunk)
         if received > limit:
             raise refuse(Rule.TOO_LARGE, f"the request body exceeds {limit} bytes")
-        await asyncio.to_thread(_write, parser, chunk)
-        # Each file is checked as soon as its part ends: a bad first file is
-        # refused without reading the rest of the body.
-        await asyncio.to_thread(reader.check_finished)
+        await asyncio.to_thread(_write, parser, reader, chunk)
     if not reader.ended:
         raise refuse(
             Rule.MALFORMED_MULTIPART, "the body ended before its last boundary"
         )
 
 
-def _write(parser: MultipartParser, chunk: bytes) -> None:
+def _write(parser: MultipartParser, reader: _Reader, chunk: bytes) -> None:
     try:
         parser.write(chunk)
     except FormParserError as exc:
         raise refuse(Rule.MALFORMED_MULTIPART, str(exc)) from exc
+    # Each file is checked as soon as its part ends: a bad first file is
+    # refused without reading the rest of the body.
+    reader.check_finished()

@@ -4,7 +4,7 @@ A name is *reduced*, not refused, when it carries directories, traversal, contro
 or bidirectional characters: the bridge never uses it as a path, so only its
 display matters. `unsafe_name` fires in `check_file` when nothing usable is left
 after the reduction, or when the extension left is not one the allowlist knows
-(`photo.php`, `evil.png\u202e.exe`, `../../cron.d/job.sh`).
+(`photo.php`, `photo<U+202E>gnp.exe`, `../../cron.d/job.sh`).
 """
 
 from __future__ import annotations
