@@ -751,3 +751,17 @@ async def test_progress_arrives_typed(fake: FakeComfy, client: ComfyClient) -> N
         await fake.replay("success", "p-1")
         messages = await collect(watch)
     assert Progress("p-1", "2", 2.0, 4.0) in messages
+
+
+async def test_requests_log_one_debug_line_without_the_prompt(
+    client: ComfyClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="comfy_bridge.comfy")
+    await client.submit(GRAPH, prompt_id="p-1")
+    lines = [
+        r.getMessage() for r in caplog.records if r.name == "comfy_bridge.comfy.client"
+    ]
+    assert lines == [lines[0]] and lines[0].startswith(
+        "backend b1: POST /prompt -> 200"
+    )
+    assert "EmptyImage" not in caplog.text
