@@ -597,7 +597,7 @@ async def test_download_past_the_limit_leaves_nothing(
     dest = tmp_path / "out.png"
     with pytest.raises(UnsafeFile) as caught:
         await client.download(output, dest, limit_bytes=10_000)
-    assert caught.value.code == "file_too_large"
+    assert caught.value.code == "too_large"
     assert not dest.exists()
 
 
@@ -765,3 +765,20 @@ async def test_requests_log_one_debug_line_without_the_prompt(
         "backend b1: POST /prompt -> 200"
     )
     assert "EmptyImage" not in caplog.text
+
+
+async def test_output_chunks_stream_and_can_stop_early(client: ComfyClient) -> None:
+    output = OutputFile("3", "images", "out_00001_.png", "chunked", "output")
+    received = b""
+    async with contextlib.aclosing(
+        client.output_chunks(output, limit_bytes=1 << 20)
+    ) as chunks:
+        async for chunk in chunks:
+            received += chunk
+    assert received == PNG
+    async with contextlib.aclosing(
+        client.output_chunks(output, limit_bytes=1 << 20)
+    ) as chunks:
+        first = await anext(chunks)
+    assert PNG.startswith(first)
+    assert await client.queue_remaining() == 0

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import mimetypes
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +34,12 @@ from comfy_bridge.comfy.options import Limits, SocketSettings, Timeouts, WatchSe
 from comfy_bridge.comfy.outputs import HistoryEntry, OutputFile, parse_history_entry
 from comfy_bridge.comfy.results import QueueState, Submitted, UploadedFile
 from comfy_bridge.comfy.socket import BackendSocket
-from comfy_bridge.comfy.transfers import file_chunks, save_body, too_large
+from comfy_bridge.comfy.transfers import (
+    CHUNK_BYTES,
+    file_chunks,
+    save_chunks,
+    too_large,
+)
 from comfy_bridge.comfy.watch import PromptWatch
 from comfy_bridge.exceptions import BackendProtocolError
 
@@ -44,7 +56,9 @@ class ComfyClient:
     `aclose()`. Every prompt is submitted under that id so its messages reach
     this socket; `watch()` routes them to the prompt by `prompt_id`.
     `on_connection_change(connected)` runs on every socket (re)connection and
-    loss. Errors surface as the bridge's BackendError family or PromptRejected.
+    loss. `queue_remaining_seen` is the queue length the backend last
+    broadcast. Errors surface as the bridge's BackendError family or
+    PromptRejected.
     """
 
     def __init__(
@@ -279,8 +293,20 @@ class ComfyClient:
     ) -> int:
         """Stream one output file to `dest`; returns the bytes written.
 
-        Raises UnsafeFile (`file_too_large`) once the file passes
-        `limit_bytes`, leaving nothing at `dest`.
+        Raises UnsafeFile (`too_large`) once the file passes `limit_bytes`,
+        leaving nothing at `dest`.
+        """
+        chunks = self.output_chunks(output, limit_bytes=limit_bytes)
+        async with contextlib.aclosing(chunks):
+            return await save_chunks(chunks, dest)
+
+    async def output_chunks(
+        self, output: OutputFile, *, limit_bytes: int
+    ) -> AsyncGenerator[bytes, None]:
+        """Yield one output file's bytes as they arrive, for a streaming check.
+
+        Raises UnsafeFile (`too_large`) once the file passes `limit_bytes`.
+        Close the iterator (`contextlib.aclosing`) if you stop before the end.
         """
         action = f"download {output.filename}"
         params = {
@@ -296,11 +322,13 @@ class ComfyClient:
                     raise unexpected_status(self.backend_id, action, resp.status, body)
                 if (resp.content_length or 0) > limit_bytes:
                     raise too_large(output.filename, limit_bytes)
-                written = await save_body(
-                    resp.content, dest, limit_bytes=limit_bytes, what=output.filename
-                )
+                received = 0
+                async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+                    received += len(chunk)
+                    if received > limit_bytes:
+                        raise too_large(output.filename, limit_bytes)
+                    yield chunk
         self._log_request("GET", "view", 200, started)
-        return written
 
     async def upload_image(
         self,

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import IO
-
-import aiohttp
 
 from comfy_bridge.exceptions import UnsafeFile
 
@@ -18,26 +16,23 @@ CHUNK_BYTES = 256 * 1024
 def too_large(what: str, limit_bytes: int) -> UnsafeFile:
     """The error for a file that passed its size limit."""
     return UnsafeFile(
-        "file_too_large",
+        "too_large",
         f"{what} is larger than the limit of {limit_bytes} bytes",
         status_code=413,
     )
 
 
-async def save_body(
-    content: aiohttp.StreamReader, dest: Path, *, limit_bytes: int, what: str
-) -> int:
-    """Write a response body to `dest` chunk by chunk; returns the bytes written.
+async def save_chunks(chunks: AsyncIterable[bytes], dest: Path) -> int:
+    """Write chunks to `dest` as they come; returns the bytes written.
 
-    Past `limit_bytes` the transfer stops and the partial file is removed.
+    If the stream fails (it passed its size limit, the backend went away), the
+    partial file is removed.
     """
     written = 0
     out = await asyncio.to_thread(dest.open, "wb")
     try:
-        async for chunk in content.iter_chunked(CHUNK_BYTES):
+        async for chunk in chunks:
             written += len(chunk)
-            if written > limit_bytes:
-                raise too_large(what, limit_bytes)
             await asyncio.to_thread(out.write, chunk)
     except BaseException:
         await asyncio.to_thread(_discard, out, dest)
