@@ -93,7 +93,9 @@ async def register(session: aiohttp.ClientSession, url: str) -> None:
                 break
         await asyncio.sleep(0.1)
     body = {"workflow": graph(0)}
-    async with session.put(f"{url}/v1/workflows/bench", json=body, headers=headers) as r:
+    async with session.put(
+        f"{url}/v1/workflows/bench", json=body, headers=headers
+    ) as r:
         r.raise_for_status()
 
 

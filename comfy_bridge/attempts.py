@@ -7,10 +7,11 @@ how it ended; the bridge decides what that means for the job (record, retry).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,14 @@ from comfy_bridge import comfy
 from comfy_bridge.backends import Backend
 from comfy_bridge.exceptions import (
     BackendError,
+    BackendTimeout,
+    BackendUnavailable,
     BridgeError,
     PromptRejected,
     UnsafeFile,
 )
 from comfy_bridge.jobs import Job, JobOutput
-from comfy_bridge.safety import SafetyPolicy, check_file, reencode
+from comfy_bridge.safety import SafetyPolicy, receive_output
 from comfy_bridge.workflows import Workflow, bind
 
 logger = logging.getLogger(__name__)
@@ -50,7 +53,6 @@ class AttemptContext:
     upload_path: Callable[[str], Awaitable[Path]]
     outputs_dir: Path
     output_policy: SafetyPolicy
-    limit_output_bytes: int
     timeout_silence_s: float
     on_submitted: Callable[[Job], Awaitable[None]]
     on_progress: Callable[[Job, dict[str, Any]], None]
@@ -106,12 +108,31 @@ class Attempt:
             await client.submit(graph, prompt_id=self.prompt_id)
             self.submitted = True
             await self.ctx.on_submitted(self.job)
+            messages = aiter(watch)
             while True:
-                async with asyncio.timeout(self.ctx.timeout_silence_s):
-                    message = await anext(watch)
+                message = await self.next_message(messages)
                 if isinstance(message, comfy.PromptFinished):
                     return message
                 self.follow(message)
+
+    async def next_message(
+        self, messages: AsyncIterator[comfy.Message]
+    ) -> comfy.Message:
+        silence_s = self.ctx.timeout_silence_s
+        try:
+            async with asyncio.timeout(silence_s):
+                message = await anext(messages, None)
+        except TimeoutError:
+            await self.stop()
+            raise BackendTimeout(
+                f"no word from the backend about job {self.job.id} for {silence_s:g} s",
+                backend_id=self.backend.id,
+            ) from None
+        if message is None:
+            raise BackendUnavailable(
+                "the connection to the backend was closed", backend_id=self.backend.id
+            )
+        return message
 
     def follow(self, message: comfy.Message) -> None:
         event = self._progress.update(message)
@@ -147,31 +168,26 @@ class Attempt:
     async def fetch_output(
         self, index: int, file: comfy.OutputFile, directory: Path
     ) -> JobOutput:
-        raw = directory / f".{self.prompt_id}-{index}.part"
-        try:
-            await self.backend.client.download(
-                file, raw, limit_bytes=self.ctx.limit_output_bytes
-            )
-            checked = await asyncio.to_thread(
-                check_file,
-                raw,
+        """Stream one file from the backend through the safety check."""
+        chunks = self.backend.client.output_chunks(
+            file, limit_bytes=self.ctx.output_policy.max_bytes
+        )
+        async with contextlib.aclosing(chunks):
+            checked = await receive_output(
+                chunks,
+                directory=directory,
                 filename=file.filename,
                 declared_type=None,
                 policy=self.ctx.output_policy,
             )
-            if self.ctx.output_policy.strip_metadata:
-                checked = await asyncio.to_thread(reencode, checked)
-            final = directory / f"{index}{checked.extension}"
-            Path(checked.path).replace(final)
-        finally:
-            raw.unlink(missing_ok=True)
+        final = checked.path.rename(directory / f"{index}{checked.extension}")
         return JobOutput(
             index=index,
             node_id=file.node_id,
             kind=file.kind,
             filename=checked.display_name,
             content_type=checked.content_type,
-            size=final.stat().st_size,
+            size=checked.size,
             path=str(final),
         )
 

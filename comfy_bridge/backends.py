@@ -45,6 +45,8 @@ class Backend:
         self.system_stats: dict[str, Any] = {}
         self.failures = 0
         self.jobs_done = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     @property
     def free_slots(self) -> int:
@@ -56,9 +58,12 @@ class Backend:
 
     def claim(self, job_id: str) -> None:
         self.in_flight.add(job_id)
+        self.idle.clear()
 
     def release(self, job_id: str) -> None:
         self.in_flight.discard(job_id)
+        if not self.in_flight:
+            self.idle.set()
 
     def move_to(self, state: BackendState, reason: str = "") -> bool:
         """Change state; logs one line per transition. Returns whether it changed."""
@@ -130,8 +135,7 @@ class BackendPool:
         return backend
 
     async def _close_when_drained(self, backend: Backend) -> None:
-        while backend.in_flight:
-            await asyncio.sleep(0.2)
+        await backend.idle.wait()
         await self._forget(backend)
 
     async def _forget(self, backend: Backend) -> None:

@@ -153,8 +153,7 @@ class Bridge:
         if len(self.pool) == 0:
             raise NoBackendAvailable("no backend is configured")
         job = Job(workflow=alias, inputs=values, owner=owner, priority=priority)
-        await self.store.insert_job(job)
-        await self.store.increment(GENERATIONS)
+        await self.store.insert_job(job, counter=GENERATIONS)
         self._active[job.id] = job
         self.queue.push(job.id, priority)
         logger.info("job %s queued (workflow %s)", job.id, alias)
@@ -267,10 +266,7 @@ class Bridge:
         self._attempts[job.id] = attempt
         job.attempts += 1
         job.backend_id, job.prompt_id = backend.id, attempt.prompt_id
-        await self._transition(job, JobStatus.DISPATCHING)
-        await self.store.start_attempt(
-            job.id, job.attempts, backend.id, attempt.prompt_id
-        )
+        await self._transition(job, JobStatus.DISPATCHING, attempt_started=True)
         try:
             async with asyncio.timeout(self.settings.timeout_job_s):
                 result = await attempt.run()
@@ -289,30 +285,38 @@ class Bridge:
             # Not the client's wish: the job runs again after the restart.
             await self.store.end_attempt(attempt.prompt_id, "stopped", "shutdown")
             return
-        await self.store.end_attempt(attempt.prompt_id, "cancelled", reason)
-        await self._finish(job, JobStatus.CANCELLED, error=_cancelled(reason))
+        await self._finish(
+            job,
+            JobStatus.CANCELLED,
+            error=_cancelled(reason),
+            attempt_ended=("cancelled", reason),
+        )
 
     async def _record(self, job: Job, attempt: Attempt, result: AttemptResult) -> None:
-        reason = (result.error or {}).get("message")
-        await self.store.end_attempt(attempt.prompt_id, str(result.outcome), reason)
+        ended = (str(result.outcome), (result.error or {}).get("message"))
         if result.outcome is Outcome.SUCCEEDED:
             attempt.backend.jobs_done += 1
             job.outputs = result.outputs
             for output in job.outputs:
                 self.events.publish(job.id, {"type": "output", **output.public(job.id)})
-            await self._finish(job, JobStatus.SUCCEEDED)
-        elif (
-            result.outcome is Outcome.RETRY
-            and job.attempts < self.settings.limit_attempts
-        ):
-            await self._retry(job, attempt.backend, result.error or {})
-        elif result.outcome is Outcome.RETRY:
-            error = {**(result.error or {}), "code": "backend_lost"}
-            await self._finish(job, JobStatus.FAILED, error=error)
+            await self._finish(job, JobStatus.SUCCEEDED, attempt_ended=ended)
+        elif result.outcome is Outcome.FAILED:
+            await self._finish(
+                job, JobStatus.FAILED, error=result.error, attempt_ended=ended
+            )
+        elif job.attempts < self.settings.limit_attempts:
+            await self._retry(job, attempt.backend, result.error or {}, ended)
         else:
-            await self._finish(job, JobStatus.FAILED, error=result.error)
+            error = {**(result.error or {}), "code": "backend_lost"}
+            await self._finish(job, JobStatus.FAILED, error=error, attempt_ended=ended)
 
-    async def _retry(self, job: Job, backend: Backend, error: dict[str, Any]) -> None:
+    async def _retry(
+        self,
+        job: Job,
+        backend: Backend,
+        error: dict[str, Any],
+        ended: tuple[str, str | None],
+    ) -> None:
         logger.warning(
             "job %s: attempt %d on backend %s ended (%s); queued again",
             job.id,
@@ -323,7 +327,7 @@ class Bridge:
         if error.get("code") in ("backend_unavailable", "backend_timeout", "lost"):
             self.pool.mark_down(backend, str(error.get("message")))
         job.progress = 0.0
-        await self._transition(job, JobStatus.QUEUED)
+        await self._transition(job, JobStatus.QUEUED, attempt_ended=ended)
         self.queue.push(job.id, job.priority)
 
     def _attempt_context(self) -> AttemptContext:
@@ -331,7 +335,6 @@ class Bridge:
             upload_path=self.upload_path,
             outputs_dir=self.settings.outputs_dir,
             output_policy=self.output_policy,
-            limit_output_bytes=self.settings.limit_output_bytes,
             timeout_silence_s=self.settings.timeout_silence_s,
             on_submitted=self._submitted,
             on_progress=self._progressed,
@@ -347,9 +350,18 @@ class Bridge:
                 {"type": "progress", "progress": job.progress, "node": event["node"]},
             )
 
-    async def _transition(self, job: Job, status: JobStatus) -> None:
+    async def _transition(
+        self,
+        job: Job,
+        status: JobStatus,
+        *,
+        attempt_started: bool = False,
+        attempt_ended: tuple[str, str | None] | None = None,
+    ) -> None:
         old = job.move_to(status)
-        await self.store.save_job(job)
+        await self.store.save_job(
+            job, attempt_started=attempt_started, attempt_ended=attempt_ended
+        )
         elapsed_s = (job.updated_at_ms - job.created_at_ms) / 1000
         logger.info(
             "job %s %s -> %s backend=%s elapsed=%.3fs",
@@ -362,12 +374,16 @@ class Bridge:
         self._publish_status(job)
 
     async def _finish(
-        self, job: Job, status: JobStatus, error: dict[str, Any] | None = None
+        self,
+        job: Job,
+        status: JobStatus,
+        error: dict[str, Any] | None = None,
+        attempt_ended: tuple[str, str | None] | None = None,
     ) -> None:
         job.error = error
         if status is JobStatus.SUCCEEDED:
             job.progress = 1.0
-        await self._transition(job, status)
+        await self._transition(job, status, attempt_ended=attempt_ended)
         self._active.pop(job.id, None)
 
     def _publish_status(self, job: Job) -> None:

@@ -140,7 +140,8 @@ def _wait_until_up(url: str, timeout_s: float = 20.0) -> None:
             if httpx.get(f"{url}/system_stats", timeout=1).status_code == 200:
                 return
         time.sleep(0.1)
-    raise typer.Exit(f"the simulator at {url} did not start")
+    console.print(f"[red]the simulator at {url} did not start[/]")
+    raise typer.Exit(1)
 
 
 def _print_welcome(settings: Settings, token: str) -> None:

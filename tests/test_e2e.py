@@ -194,7 +194,7 @@ def test_twenty_jobs_spread_over_both_backends(
     after = [len(prompts_received(url)) for url in cluster["simulators"]]
     done = [a - b for a, b in zip(after, before, strict=True)]
     assert sum(done) == 20
-    assert min(done) >= 5, done
+    assert min(done) >= 2, done
 
 
 def test_big_seeds_and_non_ascii_text_arrive_unchanged(

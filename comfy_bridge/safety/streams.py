@@ -120,20 +120,31 @@ async def receive_output(
 ) -> CheckedFile:
     """`receive` for a backend's output, re-encoded without metadata if the policy
     says so. The job runner fails the job with `unsafe_output` on `UnsafeFile`."""
-    checked = await receive(
-        chunks,
-        directory=directory,
-        filename=filename,
-        declared_type=declared_type,
-        policy=policy,
-        origin="output",
-    )
+    spool = await asyncio.to_thread(Spool, directory, policy.max_bytes)
+    try:
+        async for chunk in chunks:
+            await asyncio.to_thread(spool.write, chunk)
+        # Check and re-encode in one trip to the thread pool: a job waits on both.
+        return await asyncio.to_thread(
+            _check_and_reencode, spool, filename, declared_type, policy
+        )
+    except UnsafeFile as exc:
+        log_refusal(exc, spool.sha256, origin="output")
+        spool.discard()
+        raise
+    except BaseException:
+        spool.discard()
+        raise
+
+
+def _check_and_reencode(
+    spool: Spool, filename: str | None, declared_type: str | None, policy: SafetyPolicy
+) -> CheckedFile:
+    checked = spool.check(filename=filename, declared_type=declared_type, policy=policy)
     if not policy.strip_metadata:
         return checked
     try:
-        return await asyncio.to_thread(
-            reencode, checked, keep_icc_profile=policy.keep_icc_profile
-        )
+        return reencode(checked, keep_icc_profile=policy.keep_icc_profile)
     except BaseException:
         checked.path.unlink(missing_ok=True)
         raise

@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
@@ -69,15 +70,32 @@ class Store:
         async with self._sessions() as session, session.begin():
             yield session
 
-    async def insert_job(self, job: Job) -> None:
-        async with self._session() as session:
-            session.add(JobRow(**_job_columns(job)))
+    async def insert_job(self, job: Job, *, counter: str | None = None) -> None:
+        """Insert a new job and, in the same transaction, count it."""
+        async with self._engine.begin() as connection:
+            await connection.execute(insert(JobRow).values(**_job_columns(job)))
+            if counter is not None:
+                await _increment(connection, counter, 1)
 
-    async def save_job(self, job: Job) -> None:
-        async with self._session() as session:
-            await session.execute(
-                update(JobRow).where(JobRow.id == job.id).values(**_job_columns(job))
+    async def save_job(
+        self,
+        job: Job,
+        *,
+        attempt_started: bool = False,
+        attempt_ended: tuple[str, str | None] | None = None,
+    ) -> None:
+        """Write the job's state, and the start or end of its current attempt.
+
+        One transaction: a crash leaves the old state or the new, never half.
+        """
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                update(JobRow).where(JobRow.id == job.id).values(**_job_state(job))
             )
+            if attempt_started:
+                await connection.execute(insert(AttemptRow).values(**_attempt(job)))
+            if attempt_ended is not None and job.prompt_id is not None:
+                await _end_attempt(connection, job.prompt_id, *attempt_ended)
 
     async def get_job(self, job_id: str) -> Job | None:
         async with self._session() as session:
@@ -118,30 +136,11 @@ class Store:
             rows = (await session.execute(query)).scalars().all()
         return [_job_from_row(row) for row in rows]
 
-    async def start_attempt(
-        self, job_id: str, number: int, backend_id: str, prompt_id: str
-    ) -> None:
-        async with self._session() as session:
-            session.add(
-                AttemptRow(
-                    job_id=job_id,
-                    number=number,
-                    backend_id=backend_id,
-                    prompt_id=prompt_id,
-                    started_at_ms=now_ms(),
-                )
-            )
-
     async def end_attempt(
         self, prompt_id: str, outcome: str, reason: str | None = None
     ) -> None:
-        statement = (
-            update(AttemptRow)
-            .where(AttemptRow.prompt_id == prompt_id)
-            .values(ended_at_ms=now_ms(), outcome=outcome, reason=reason)
-        )
-        async with self._session() as session:
-            await session.execute(statement)
+        async with self._engine.begin() as connection:
+            await _end_attempt(connection, prompt_id, outcome, reason)
 
     async def attempts(self, job_id: str) -> list[AttemptRow]:
         query = (
@@ -210,19 +209,56 @@ class Store:
         async with self._session() as session:
             return await session.get(UploadRow, upload_id)
 
-    async def increment(self, name: str, by: int = 1) -> int:
-        async with self._session() as session:
-            row = await session.get(CounterRow, name)
-            if row is None:
-                row = CounterRow(name=name, value=0)
-                session.add(row)
-            row.value += by
-            return row.value
-
     async def counter(self, name: str) -> int:
         async with self._session() as session:
             row = await session.get(CounterRow, name)
         return row.value if row else 0
+
+
+async def _increment(connection: AsyncConnection, name: str, by: int) -> None:
+    statement = (
+        update(CounterRow)
+        .where(CounterRow.name == name)
+        .values(value=CounterRow.value + by)
+    )
+    if (await connection.execute(statement)).rowcount == 0:
+        await connection.execute(insert(CounterRow).values(name=name, value=by))
+
+
+async def _end_attempt(
+    connection: AsyncConnection, prompt_id: str, outcome: str, reason: str | None
+) -> None:
+    statement = (
+        update(AttemptRow)
+        .where(AttemptRow.prompt_id == prompt_id)
+        .values(ended_at_ms=now_ms(), outcome=outcome, reason=reason)
+    )
+    await connection.execute(statement)
+
+
+def _attempt(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "number": job.attempts,
+        "backend_id": job.backend_id,
+        "prompt_id": job.prompt_id,
+        "started_at_ms": job.updated_at_ms,
+    }
+
+
+def _job_state(job: Job) -> dict[str, Any]:
+    """The columns a job's life changes (its inputs and owner never do)."""
+    return {
+        "status": str(job.status),
+        "progress": job.progress,
+        "error": job.error,
+        "outputs": [asdict(output) for output in job.outputs],
+        "backend_id": job.backend_id,
+        "prompt_id": job.prompt_id,
+        "attempts": job.attempts,
+        "updated_at_ms": job.updated_at_ms,
+        "finished_at_ms": job.finished_at_ms,
+    }
 
 
 def _job_columns(job: Job) -> dict[str, Any]:
