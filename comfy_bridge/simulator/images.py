@@ -97,7 +97,9 @@ def png(image: Image.Image) -> bytes:
 
 def animation(frames: Batch, frame_rate: float, image_format: str) -> bytes:
     """An animated WebP or GIF of the frames (at least two, so it animates)."""
-    frames = frames if len(frames) > 1 else frames * 2
+    if len(frames) == 1:
+        # Encoders merge identical frames; a different second one keeps two.
+        frames = [frames[0], ImageOps.invert(frames[0].convert("RGB"))]
     duration_ms = max(1, math.floor(1000 / max(frame_rate, 0.001)))
     buffer = io.BytesIO()
     first, *rest = [frame.convert("RGB") for frame in frames]
