@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +81,9 @@ def demo(
     """Run the bridge on 127.0.0.1 with simulated backends and example workflows."""
     examples = resources.files("comfy_bridge") / "examples" / "workflows"
     token = secrets.token_urlsafe(16)
+    # uvicorn raises SIGTERM again once it has shut down; as an exception it
+    # unwinds through the block below, which stops the simulators too.
+    signal.signal(signal.SIGTERM, _exit_quietly)
     with _simulators(backends) as urls:
         settings = Settings(
             host="127.0.0.1",
@@ -92,6 +96,10 @@ def demo(
         )
         _print_welcome(settings, token)
         _serve(settings)
+
+
+def _exit_quietly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 @contextlib.contextmanager

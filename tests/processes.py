@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -69,7 +70,7 @@ def running(
             log.close()  # type: ignore[union-attr]
 
 
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
     if proc.poll() is None:
         proc.send_signal(sig)
         try:
@@ -105,6 +106,21 @@ def bridge(
 
     It runs in `data_dir` so no `.env` of the developer's can reach it.
     """
+    started = bridge_process(backends, data_dir, env=env, log_path=log_path, port=port)
+    with started as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def bridge_process(
+    backends: list[str],
+    data_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    port: int | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`bridge`, yielding the process too (for its PID)."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     settings = {
@@ -121,8 +137,8 @@ def bridge(
         env=settings,
         cwd=data_dir,
         log_path=log_path,
-    ):
-        yield url
+    ) as proc:
+        yield url, proc
 
 
 ADMIN_TOKEN = "test-admin-token"

@@ -24,6 +24,7 @@ from tests.processes import (
 )
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+GRACE_S = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         env = {
             "BRIDGE_WORKFLOWS_DIR": str(EXAMPLES),
             "BRIDGE_ALIAS_FILE": str(EXAMPLES / "workflow_alias.json"),
+            "BRIDGE_WS_CANCEL_GRACE_S": str(GRACE_S),
         }
         with bridge([sim_a, sim_b], data, env=env, log_path=logs / "bridge.log") as url:
             wait_backends_up(url, 2)
@@ -331,3 +333,48 @@ def test_backend_validation_errors_fail_the_job_with_the_node(
     assert job["error"]["node_id"] == "4"
     assert job["error"]["node_type"] == "CheckpointLoaderSimple"
     assert "missing-model" in job["error"]["message"]
+
+
+def wait_for_status(client: httpx.Client, job_id: str, status: str) -> Any:
+    deadline = time.monotonic() + 15
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] == status or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+async def watch_briefly(url: str, job_id: str, events: int) -> None:
+    ws_url = url.replace("http", "ws") + f"/v1/jobs/{job_id}/events"
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(ws_url) as ws:
+            for _ in range(events):
+                await ws.receive()
+
+
+def test_closing_the_event_socket_cancels_the_job(
+    client: httpx.Client, cluster: dict[str, Any]
+) -> None:
+    body = {"workflow": "txt2img", "inputs": {"steps": 50}}
+    job = client.post("/v1/jobs", json=body).json()
+    wait_for_status(client, job["id"], "running")
+
+    asyncio.run(watch_briefly(cluster["url"], job["id"], events=2))
+
+    cancelled = wait_for_status(client, job["id"], "cancelled")
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error"]["reason"] == "disconnect"
+
+
+def test_a_client_that_comes_back_within_the_grace_keeps_its_job(
+    client: httpx.Client, cluster: dict[str, Any]
+) -> None:
+    body = {"workflow": "txt2img", "inputs": {"steps": 30}}
+    job = client.post("/v1/jobs", json=body).json()
+    wait_for_status(client, job["id"], "running")
+
+    asyncio.run(watch_briefly(cluster["url"], job["id"], events=1))
+    events = asyncio.run(follow_events(cluster["url"], job["id"]))
+
+    assert events[-1]["status"] == "succeeded"
+    assert client.get(events[-1]["job"]["outputs"][0]["url"]).status_code == 200
