@@ -25,6 +25,7 @@ from rich.table import Table
 from comfy_bridge import logs
 from comfy_bridge.app import create_app
 from comfy_bridge.config import Settings
+from comfy_bridge.editor_extension import app as editor_extension_app
 from comfy_bridge.simulator.cli import simulate
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 workflows_app = typer.Typer(help="List, show and add workflows.", no_args_is_help=True)
 app.add_typer(workflows_app, name="workflows")
+app.add_typer(editor_extension_app, name="editor-extension")
 app.command(help="Serve a simulated ComfyUI backend.")(simulate)
 
 console = Console()
