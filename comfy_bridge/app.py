@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from comfy_bridge import __version__
@@ -33,6 +34,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.bridge = bridge
+    if bridge.settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=bridge.settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     errors.install(app)
     for module in (workflows, uploads, jobs, backends):
         app.include_router(module.router)

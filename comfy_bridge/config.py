@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, validation_alias=_alias("database_url"))
     admin_token: str | None = Field(None, validation_alias=_alias("admin_token"))
     log_level: str = Field("INFO", validation_alias=_alias("log_level"))
+    # Browser origins allowed to call the API, such as a ComfyUI editor that
+    # publishes workflows with the editor extension; none unless listed.
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_alias("cors_origins")
+    )
 
     backends: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -90,9 +95,9 @@ class Settings(BaseSettings):
         3.0, ge=0, validation_alias=_alias("ws_cancel_grace_s")
     )
 
-    @field_validator("backends", mode="before")
+    @field_validator("backends", "cors_origins", mode="before")
     @classmethod
-    def _split_backends(cls, value: Any) -> Any:
+    def _split_lists(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
