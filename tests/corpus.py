@@ -21,6 +21,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 from comfy_bridge.safety import SafetyPolicy
 
 MB = 1024 * 1024
+BOUNDARY = "----corpus-boundary-7MA4YWxkTrZu0gW"
 POLICY = SafetyPolicy(max_bytes=16 * MB)
 SVG_POLICY = replace(
     POLICY, allow_svg=True, allowed={**POLICY.allowed, "image/svg+xml": (".svg",)}
@@ -43,6 +44,24 @@ class Sample:
         path = directory / f"{self.id}.bin"
         path.write_bytes(self.build())
         return path
+
+
+def multipart_body(
+    field_name: str, sample: Sample, content: bytes, boundary: str = BOUNDARY
+) -> bytes:
+    """A multipart/form-data body with one part: `content` sent as `sample` says."""
+    disposition = f'form-data; name="{field_name}"'
+    if sample.filename is not None:
+        quoted = sample.filename.replace("\\", "\\\\").replace('"', '\\"')
+        disposition += f'; filename="{quoted}"'
+    headers = f"Content-Disposition: {disposition}\r\n"
+    if sample.declared_type:
+        headers += f"Content-Type: {sample.declared_type}\r\n"
+    return (
+        f"--{boundary}\r\n{headers}\r\n".encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
 
 
 # ---- building blocks --------------------------------------------------------

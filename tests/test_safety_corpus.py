@@ -11,11 +11,10 @@ import pytest
 
 from comfy_bridge.exceptions import UnsafeFile
 from comfy_bridge.safety import check_file, read_multipart
-from tests.corpus import Sample, hostile, valid
+from tests.corpus import BOUNDARY, Sample, hostile, multipart_body, valid
 
 HOSTILE = hostile()
 VALID = valid()
-BOUNDARY = "----corpus-boundary-7MA4YWxkTrZu0gW"
 
 
 def test_corpus_is_large_enough() -> None:
@@ -62,21 +61,6 @@ def test_valid_file_is_accepted(sample: Sample, tmp_path: Path) -> None:
     assert checked.display_name.lower().endswith(checked.extension)
     assert checked.extension in sample.policy.allowed[checked.content_type]
     assert checked.frames >= 1
-
-
-def multipart_body(field: str, sample: Sample, content: bytes) -> bytes:
-    disposition = f'form-data; name="{field}"'
-    if sample.filename is not None:
-        quoted = sample.filename.replace("\\", "\\\\").replace('"', '\\"')
-        disposition += f'; filename="{quoted}"'
-    headers = f"Content-Disposition: {disposition}\r\n"
-    if sample.declared_type:
-        headers += f"Content-Type: {sample.declared_type}\r\n"
-    return (
-        f"--{BOUNDARY}\r\n{headers}\r\n".encode()
-        + content
-        + f"\r\n--{BOUNDARY}--\r\n".encode()
-    )
 
 
 def leftovers(directory: Path) -> list[Path]:

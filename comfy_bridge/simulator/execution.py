@@ -394,6 +394,15 @@ class RunContext:
     def claimed_input(self, name: str) -> bool:
         return name in self.run.executor.registry.claimed_inputs
 
+    def png_text(self) -> dict[str, str]:
+        """The text chunks ComfyUI's SaveImage writes: the prompt, then each key
+        of `extra_pnginfo` (the editor sends the whole workflow there)."""
+        extra = self.run.item.extra_data.get("extra_pnginfo") or {}
+        text = {"prompt": json.dumps(self.run.prompt)}
+        if isinstance(extra, dict):
+            text |= {str(key): json.dumps(value) for key, value in extra.items()}
+        return text
+
     async def pause(self, seconds: float) -> None:
         self.run.check_interrupt()
         await asyncio.sleep(seconds)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+from collections.abc import Mapping
 
-from PIL import Image, ImageDraw, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageOps, PngImagePlugin
 
 Batch = list[Image.Image]
 
@@ -89,9 +90,13 @@ def mask_from(image: Image.Image, channel: str) -> Image.Image:
     return image.convert("RGB").getchannel(index)
 
 
-def png(image: Image.Image) -> bytes:
+def png(image: Image.Image, text: Mapping[str, str] | None = None) -> bytes:
+    """PNG at ComfyUI's compression level, with `text` as tEXt chunks."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=4)
+    image.save(buffer, format="PNG", compress_level=4, pnginfo=info)
     return buffer.getvalue()
 
 

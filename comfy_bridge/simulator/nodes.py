@@ -31,6 +31,8 @@ class NodeContext(Protocol):
 
     def claimed_input(self, name: str) -> bool: ...
 
+    def png_text(self) -> dict[str, str]: ...
+
     async def step(self, value: int, total: int, seconds: float) -> None: ...
 
     async def pause(self, seconds: float) -> None: ...
@@ -166,14 +168,19 @@ def _write_image(
     ctx: NodeContext, kind: str, prefix: str, image: Image.Image
 ) -> SavedFile:
     path, saved = ctx.storage.next_output(kind, prefix, "png")
-    write_output(ctx.options, path, images.png(image))
+    write_output(ctx.options, path, images.png(image, ctx.png_text()))
     return saved
 
 
 def write_output(options: SimulatorOptions, path: Path, data: bytes) -> None:
-    """Write an output file, disguised when the fault asks for it."""
+    """Write an output file, disguised or broken when a fault asks for it."""
     if options.has_fault(FaultKind.DISGUISED_OUTPUT):
         data = data + _zip_payload()
+    elif options.has_fault(FaultKind.HTML_OUTPUT):
+        # A page under the image's name: a browser sniffing it would run it.
+        data = b"<!DOCTYPE html><html><script>alert('output')</script></html>"
+    elif options.has_fault(FaultKind.TRUNCATED_OUTPUT):
+        data = data[: len(data) // 2]
     path.write_bytes(data)
 
 

@@ -21,6 +21,8 @@ class FaultKind(enum.StrEnum):
     NO_OUTPUTS = "no-outputs"
     IGNORE_TARGETED_INTERRUPT = "ignore-targeted-interrupt"
     DISGUISED_OUTPUT = "disguised-output"
+    HTML_OUTPUT = "html-output"
+    TRUNCATED_OUTPUT = "truncated-output"
 
 
 @dataclass(frozen=True)

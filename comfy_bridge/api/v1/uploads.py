@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
+from fastapi.responses import FileResponse
 
 from comfy_bridge.api.deps import BridgeDep
 from comfy_bridge.api.v1.schemas import UploadPublic
-from comfy_bridge.exceptions import UploadError
+from comfy_bridge.exceptions import UploadError, UploadNotFound
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
@@ -46,4 +47,19 @@ async def create_upload(request: Request, bridge: BridgeDep) -> UploadPublic:
         content_type=row.content_type,
         size=row.size,
         sha256=row.sha256,
+    )
+
+
+@router.get("/{upload_id}/content", response_class=FileResponse)
+async def get_upload_content(upload_id: str, bridge: BridgeDep) -> FileResponse:
+    """The file of an upload, as it passed the check."""
+    row = await bridge.store.get_upload(upload_id)
+    if row is None:
+        raise UploadNotFound(f"no upload {upload_id!r}")
+    # nosniff: browsers take the checked type, never guess another from the bytes.
+    return FileResponse(
+        bridge.settings.uploads_dir / row.filename,
+        media_type=row.content_type,
+        filename=row.display_name,
+        headers={"X-Content-Type-Options": "nosniff"},
     )
