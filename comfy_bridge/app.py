@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from comfy_bridge import __version__
-from comfy_bridge.api import errors
+from comfy_bridge.api import errors, legacy
 from comfy_bridge.api.v1 import backends, jobs, uploads, workflows
 from comfy_bridge.bridge import Bridge
 from comfy_bridge.config import Settings
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (workflows, uploads, jobs, backends):
         app.include_router(module.router)
+    app.include_router(legacy.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

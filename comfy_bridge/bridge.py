@@ -33,6 +33,7 @@ from comfy_bridge.jobs import Job, JobOutput, JobStatus, new_job_id, now_ms
 from comfy_bridge.registry import WorkflowRegistry
 from comfy_bridge.safety import SafetyPolicy, read_multipart
 from comfy_bridge.scheduler import JobQueue, choose_backend
+from comfy_bridge.state_file import StateFile
 from comfy_bridge.store import BackendRow, Store, UploadRow
 from comfy_bridge.workflows import Workflow, validate_values
 
@@ -78,6 +79,9 @@ class Bridge:
             strip_metadata=not settings.outputs_keep_metadata,
         )
         self.queue = JobQueue()
+        self.state_file = (
+            StateFile(settings.state_file) if settings.state_file else None
+        )
         self.accepting = False
         self._active: dict[str, Job] = {}
         self._attempts: dict[str, Attempt] = {}
@@ -99,6 +103,7 @@ class Bridge:
             if self.pool.find_url(row.url) is None:
                 await self.pool.add(row.url, slots=row.slots, backend_id=row.id)
         await self._recover()
+        await self._seed_generations()
         self._dispatcher = asyncio.create_task(self._dispatch_forever())
         self.accepting = True
         logger.info(
@@ -154,6 +159,8 @@ class Bridge:
             raise NoBackendAvailable("no backend is configured")
         job = Job(workflow=alias, inputs=values, owner=owner, priority=priority)
         await self.store.insert_job(job, counter=GENERATIONS)
+        if self.state_file is not None:
+            await self.state_file.write_count(await self.generation_count())
         self._active[job.id] = job
         self.queue.push(job.id, priority)
         logger.info("job %s queued (workflow %s)", job.id, alias)
@@ -462,6 +469,33 @@ class Bridge:
             raise BackendNotFound(f"no backend {backend_id!r}")
         await self.store.delete_backend(backend_id)
         return backend
+
+    async def generation_count(self) -> int:
+        """Jobs submitted since the first start (the original bridge's count)."""
+        return await self.store.counter(GENERATIONS)
+
+    async def _seed_generations(self) -> None:
+        if self.state_file is not None:
+            seen = await self.state_file.read_count()
+            count = await self.store.raise_counter(GENERATIONS, seen)
+            await self.state_file.write_count(count)
+
+    async def free_memory(self, backend_id: str | None = None) -> int:
+        """Ask one backend, or every one that is up, to unload models and free memory.
+
+        Returns how many backends were asked.
+        """
+        if backend_id is None:
+            backends = [b for b in self.pool if b.state is BackendState.UP]
+        else:
+            backend = self.pool.get(backend_id)
+            if backend is None:
+                raise BackendNotFound(f"no backend {backend_id!r}")
+            backends = [backend]
+        await asyncio.gather(
+            *(b.client.free(unload_models=True, free_memory=True) for b in backends)
+        )
+        return len(backends)
 
     def backends_up(self) -> int:
         return sum(1 for b in self.pool if b.state is BackendState.UP)

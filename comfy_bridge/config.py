@@ -173,8 +173,15 @@ def read_config_file(path: Path) -> dict[str, Any]:
     values.update(_from_legacy(raw))
     for key in ("workflows_dir", "alias_file", "state_file", "data_dir"):
         if key in values:
-            values[key] = path.parent / values[key]
+            values[key] = _beside(path, values[key])
     return values
+
+
+def _beside(config: Path, name: str) -> Path:
+    # Names are read beside the config file; the original bridge read them from
+    # its working folder, so one found only there is taken from there.
+    here = config.parent / name
+    return Path(name) if not here.exists() and Path(name).exists() else here
 
 
 def _from_legacy(raw: dict[str, Any]) -> dict[str, Any]:

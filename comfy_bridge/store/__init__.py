@@ -23,6 +23,7 @@ from comfy_bridge.store.models import (
     Base,
     CounterRow,
     JobRow,
+    LegacyClientRow,
     UploadRow,
     WorkflowRow,
 )
@@ -213,6 +214,39 @@ class Store:
         async with self._session() as session:
             row = await session.get(CounterRow, name)
         return row.value if row else 0
+
+    async def raise_counter(self, name: str, at_least: int) -> int:
+        """Lift a counter to `at_least` if it is lower; returns its value."""
+        async with self._engine.begin() as connection:
+            await _increment(connection, name, 0)
+            statement = (
+                update(CounterRow)
+                .where(CounterRow.name == name, CounterRow.value < at_least)
+                .values(value=at_least)
+            )
+            await connection.execute(statement)
+            query = select(CounterRow.value).where(CounterRow.name == name)
+            value: int = (await connection.execute(query)).scalar_one()
+        return value
+
+    async def legacy_job_id(self, client_id: str) -> str | None:
+        """The job an original-API client generated, until it is released."""
+        async with self._session() as session:
+            row = await session.get(LegacyClientRow, client_id)
+        return row.job_id if row else None
+
+    async def bind_legacy_client(self, client_id: str, job_id: str) -> None:
+        async with self._session() as session:
+            row = LegacyClientRow(
+                client_id=client_id, job_id=job_id, created_at_ms=now_ms()
+            )
+            await session.merge(row)
+
+    async def release_legacy_client(self, client_id: str) -> None:
+        async with self._session() as session:
+            row = await session.get(LegacyClientRow, client_id)
+            if row is not None:
+                await session.delete(row)
 
 
 async def _increment(connection: AsyncConnection, name: str, by: int) -> None:

@@ -92,3 +92,13 @@ class CounterRow(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(default=0)
+
+
+class LegacyClientRow(Base):
+    """The original API's session: a client's own id and the job it generated."""
+
+    __tablename__ = "legacy_clients"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64))
+    created_at_ms: Mapped[int]

@@ -124,6 +124,7 @@ def _load_entry(
         return None
     return replace(
         workflow,
+        file_name=entry.fn,
         inputs=tuple(
             _with_existing_descimage(workflow.alias, spec) for spec in workflow.inputs
         ),

@@ -38,6 +38,8 @@ class Workflow:
     requirements: Requirements
     output_nodes: frozenset[str]
     thumbnail: Path | None = None
+    # The graph's file in the workflows directory, for the original API's `fn`.
+    file_name: str | None = None
 
     @cached_property
     def schema(self) -> dict[str, Any]:
