@@ -1,13 +1,18 @@
-"""Throughput of the safety check on typical photos, against a plain Pillow decode.
+"""Throughput of the safety check on typical photos, and the bridge's memory.
 
-Builds a set of typical files (12 MP camera JPEGs, 1 MP ComfyUI-style PNGs with a
-workflow chunk, 1 MP WebP), then, in the same run and alternating so both see the
-same machine load, times a plain `Image.open().load()` and the full `check_file`
-on each. Also times `reencode` on the PNG outputs. Prints a table, then one JSON
-line with the figures.
+Throughput: builds typical files (12 MP camera JPEGs, 1 MP ComfyUI-style PNGs
+with a workflow chunk, 1 MP WebP), then, in the same run and alternating so both
+see the same machine load, times a plain `Image.open().load()` (the baseline) and
+the full `check_file` on each; also times `reencode` on the PNG outputs.
 
-The memory (RSS) of an upload through the bridge's route is not measured here:
-it needs the `/v1/uploads` route, which this benchmark does not start.
+Memory: starts a real bridge process on loopback with a 64 MB upload limit and
+reads its peak RSS (/proc/<pid>/status VmHWM, reset before each upload) while a
+500 MB body, sent chunked without Content-Length, is refused at the limit, and
+while a 50 MB image (4096x4300 random RGB pixels as PNG, inside the default
+pixel cap) is accepted. An accepted image costs its decoded pixels (4 bytes a
+pixel for RGB): the cap on pixels, not the file's size, bounds that.
+
+Prints two tables, then one JSON line with the figures.
 
     .venv/bin/python bench/uploads.py [--rounds 5]
 """
@@ -30,9 +35,20 @@ from PIL import Image, PngImagePlugin
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from comfy_bridge.safety import SafetyPolicy, check_file, reencode  # noqa: E402
+from tests.processes import bridge_process  # noqa: E402
+from tests.uploading import (  # noqa: E402
+    file_part,
+    peak_growth_mb,
+    post_streamed,
+    zeros_part,
+)
 
 POLICY = SafetyPolicy()
 MB = 1024 * 1024
+LIMIT_BYTES = 64 * MB
+REFUSED_BYTES = 500 * MB
+# 4096 x 4300 random RGB pixels: a PNG of about 50 MB, 17.6 MP.
+BIG_SIZE = (4096, 4300)
 
 
 def picture(width: int, height: int, seed: int) -> Image.Image:
@@ -117,7 +133,43 @@ def measure_reencode(paths: list[Path], directory: Path) -> float:
     return size / MB / seconds
 
 
-def report(totals: dict[str, dict[str, float]], reencode_mb_s: float) -> None:
+def big_png() -> bytes:
+    """A real, allowed image of about 50 MB: noise does not compress."""
+    width, height = BIG_SIZE
+    pixels = random.Random(0).randbytes(width * height * 3)
+    buffer = io.BytesIO()
+    # Level 1: the file is as large at any level, and made 5x faster.
+    Image.frombytes("RGB", BIG_SIZE, pixels).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def measure_rss(directory: Path) -> dict[str, float]:
+    """Peak RSS growth (MB) of a bridge process for a refused and an accepted
+    upload, and what each answered."""
+    accepted = big_png()
+    env = {"BRIDGE_LIMIT_UPLOAD_BYTES": str(LIMIT_BYTES), "BRIDGE_LOG_LEVEL": "INFO"}
+    with bridge_process([], directory / "bridge", env=env) as (url, proc):
+        refused_mb, refusal = peak_growth_mb(
+            proc.pid, lambda: post_streamed(url, zeros_part(REFUSED_BYTES))
+        )
+        accepted_mb, acceptance = peak_growth_mb(
+            proc.pid, lambda: post_streamed(url, file_part(accepted, "big.png"))
+        )
+    assert refusal.status == 413, refusal
+    assert acceptance.status == 201, acceptance
+    return {
+        "refused_mb": refused_mb,
+        "refused_sent_mb": refusal.sent_bytes / MB,
+        "accepted_mb": accepted_mb,
+        "accepted_size_mb": len(accepted) / MB,
+    }
+
+
+def report(
+    totals: dict[str, dict[str, float]],
+    reencode_mb_s: float,
+    rss: dict[str, float],
+) -> None:
     print(
         f"{'files':<12} {'MB':>8} {'decode MB/s':>12} {'check MB/s':>11} {'ratio':>6}"
     )
@@ -131,6 +183,12 @@ def report(totals: dict[str, dict[str, float]], reencode_mb_s: float) -> None:
     decode = sum(spent["decode"] for spent in totals.values())
     check = sum(spent["check"] for spent in totals.values())
     print(f"reencode (png outputs): {reencode_mb_s:.1f} MB/s")
+    print()
+    print(f"{'upload (limit 64 MB)':<34} {'sent MB':>8} {'peak RSS growth MB':>19}")
+    refused = f"{REFUSED_BYTES // MB} MB chunked, refused (413)"
+    print(f"{refused:<34} {rss['refused_sent_mb']:>8.1f} {rss['refused_mb']:>19.1f}")
+    accepted = f"{BIG_SIZE[0]}x{BIG_SIZE[1]} PNG, accepted (201)"
+    print(f"{accepted:<34} {rss['accepted_size_mb']:>8.1f} {rss['accepted_mb']:>19.1f}")
     figures = {
         "check_mb_s": round(size / check, 1),
         "pillow_decode_mb_s": round(size / decode, 1),
@@ -140,8 +198,9 @@ def report(totals: dict[str, dict[str, float]], reencode_mb_s: float) -> None:
             for kind, spent in totals.items()
         },
         "reencode_png_mb_s": round(reencode_mb_s, 1),
-        # Needs the bridge's upload route; measured once it exists.
-        "rss_mb": None,
+        "rss_growth_refused_500mb_mb": round(rss["refused_mb"], 1),
+        "rss_growth_accepted_50mb_mb": round(rss["accepted_mb"], 1),
+        "accepted_file_mb": round(rss["accepted_size_mb"], 1),
     }
     print(json.dumps(figures))
 
@@ -155,7 +214,8 @@ def main() -> None:
         files = typical_files(directory)
         totals = measure(files, args.rounds)
         reencode_mb_s = measure_reencode(files["png 1 MP"], directory)
-    report(totals, reencode_mb_s)
+        rss = measure_rss(directory)
+    report(totals, reencode_mb_s, rss)
 
 
 if __name__ == "__main__":
