@@ -32,6 +32,7 @@ from comfy_bridge.exceptions import (
 from comfy_bridge.jobs import Job, JobOutput, JobStatus, new_job_id, now_ms
 from comfy_bridge.registry import WorkflowRegistry
 from comfy_bridge.safety import SafetyPolicy, read_multipart
+from comfy_bridge.safety.policy import SVG
 from comfy_bridge.scheduler import JobQueue, choose_backend
 from comfy_bridge.state_file import StateFile
 from comfy_bridge.store import BackendRow, Store, UploadRow
@@ -70,6 +71,8 @@ class Bridge:
             allowed={k: tuple(v) for k, v in settings.allowed_types.items()},
             max_pixels=settings.limit_pixels,
             max_frames=settings.limit_frames,
+            # Listing SVG in the allowlist is the explicit opt-in it needs.
+            allow_svg=SVG in settings.allowed_types,
         )
         self.output_policy = SafetyPolicy(
             max_bytes=settings.limit_output_bytes,

@@ -30,6 +30,7 @@ from comfy_bridge.exceptions import (
     InputInvalid,
     JobNotFound,
     JobStateConflict,
+    UnsafeFile,
 )
 from comfy_bridge.jobs import Job, JobStatus
 from comfy_bridge.store import UploadRow
@@ -47,7 +48,8 @@ DONE = "Execution is done"
 
 
 class LegacyRoute(APIRoute):
-    """Refusals answer 400 `{"detail"}`, as the original bridge's did."""
+    """Refusals answer 400 `{"detail"}`, as the original bridge's did; a file the
+    safety check refused also names its rule as `code`."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -58,7 +60,8 @@ class LegacyRoute(APIRoute):
             except BridgeError as exc:
                 if exc.status_code >= 500:
                     logger.warning("%s: %s", exc.code, exc.detail)
-                return _refusal(exc.detail)
+                rule = exc.code if isinstance(exc, UnsafeFile) else None
+                return _refusal(exc.detail, rule)
             except RequestValidationError as exc:
                 return _refusal(_validation_detail(exc))
 
@@ -394,8 +397,9 @@ async def _file_encoded(path: Path | None) -> str | None:
     return _encoded(await asyncio.to_thread(path.read_bytes))
 
 
-def _refusal(detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=400)
+def _refusal(detail: str, rule: str | None = None) -> JSONResponse:
+    body = {"detail": detail} if rule is None else {"code": rule, "detail": detail}
+    return JSONResponse(body, status_code=400)
 
 
 def _validation_detail(exc: RequestValidationError) -> str:
