@@ -32,7 +32,7 @@ from tests.corpus import (
     valid,
 )
 from tests.processes import ROOT, bridge, bridge_process, free_port
-from tests.uploading import MB, memory_kb, peak_growth_mb, post_streamed, zeros_part
+from tests.uploading import MB, peak_growth_mb, post_streamed, zeros_part
 
 HOSTILE = hostile()
 VALID = valid()
@@ -225,7 +225,6 @@ def test_chunked_500_mb_is_refused_at_the_limit_in_bounded_memory(
     assert answer.sent_bytes < POLICY.max_bytes + 32 * MB
     assert growth_mb < 8, f"the bridge's RSS grew by {growth_mb:.1f} MB"
     assert not [p for p in plain["uploads"].iterdir() if p.suffix == ".part"]
-    assert memory_kb(plain["pid"])["VmRSS"] > 0
 
 
 def test_v1_wants_exactly_one_field_named_file(plain: dict[str, Any]) -> None:
