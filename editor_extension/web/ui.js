@@ -210,7 +210,12 @@ function boundsFields(fields, facts, mark) {
   const boxes = { min: box("min"), max: box("max"), step: box("step") };
   fields.append(
     el("span", {}, "Bounds"),
-    el("div", { class: "cbx-bounds" }, boxes.min, boxes.max, boxes.step),
+    el(
+      "div",
+      {},
+      el("div", { class: "cbx-bounds" }, boxes.min, boxes.max, boxes.step),
+      el("div", { class: "cbx-hint" }, "min · max · step; empty: the node's own"),
+    ),
   );
   return () =>
     Object.fromEntries(
@@ -230,7 +235,7 @@ function choicesField(fields, facts, mark) {
   const choices = facts.choices ?? [];
   const select = el(
     "select",
-    { multiple: true, "aria-label": "choices" },
+    { multiple: true, size: Math.min(choices.length, 8), "aria-label": "choices" },
     ...choices.map((choice, index) =>
       el("option", { value: String(index), selected: chosen.has(choice) }, String(choice)),
     ),
@@ -278,6 +283,10 @@ export function openMarksDialog({ nodeId, title, facts, marks, onSave }) {
     button("Cancel", () => view.close()),
     button("Save", save),
   ]);
+  // A problem shown stays until the author edits something.
+  view.dialog.addEventListener("input", () => {
+    view.problems.textContent = "";
+  });
   return view;
 }
 
@@ -307,7 +316,12 @@ export function openPublishDialog({ alias, inputs, problems, thumbnail, onPublis
     description,
     el("span", {}, "Thumbnail"),
     thumbnail
-      ? el("label", {}, useThumb, " the last output ", el("img", { class: "cbx-thumb", src: thumbnail }))
+      ? el(
+          "div",
+          {},
+          el("img", { class: "cbx-thumb", src: thumbnail, alt: "the last output" }),
+          el("label", { class: "cbx-hint", style: "display: block" }, useThumb, " send the last output"),
+        )
       : el("span", { class: "cbx-hint" }, "none (run the workflow once to get one)"),
     el("span", {}, "Inputs"),
     el("span", { class: "cbx-hint" }, summary),
