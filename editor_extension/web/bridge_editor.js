@@ -9,7 +9,17 @@
  * @module bridge_editor
  */
 
-import { applyMarks, duplicateNames, markableWidgets, markedNodes, publicName, readMarks, validateMark, widgetFacts, writeMarks } from "./marks.js";
+import {
+  applyMarks,
+  duplicateNames,
+  markableWidgets,
+  markedNodes,
+  publicName,
+  readMarks,
+  validateMark,
+  widgetFacts,
+  writeMarks,
+} from "./marks.js";
 import { publish } from "./publish.js";
 import { openMarksDialog, openPublishDialog } from "./ui.js";
 

@@ -320,7 +320,12 @@ export function openPublishDialog({ alias, inputs, problems, thumbnail, onPublis
           "div",
           {},
           el("img", { class: "cbx-thumb", src: thumbnail, alt: "the last output" }),
-          el("label", { class: "cbx-hint", style: "display: block" }, useThumb, " send the last output"),
+          el(
+            "label",
+            { class: "cbx-hint", style: "display: block" },
+            useThumb,
+            " send the last output",
+          ),
         )
       : el("span", { class: "cbx-hint" }, "none (run the workflow once to get one)"),
     el("span", {}, "Inputs"),
@@ -343,7 +348,10 @@ export function openPublishDialog({ alias, inputs, problems, thumbnail, onPublis
     }
   };
   const sendButton = button("Publish", send);
-  const view = modal("Publish to bridge", body, [button("Close", () => view.close()), sendButton]);
+  const view = modal("Publish to bridge", body, [
+    button("Close", () => view.close()),
+    sendButton,
+  ]);
   view.problems.textContent = problems.join("\n");
   return view;
 }
