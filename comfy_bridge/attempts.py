@@ -37,6 +37,7 @@ class Outcome(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     RETRY = "retry"
+    CANCELLED = "cancelled"
 
 
 @dataclass
@@ -54,6 +55,7 @@ class AttemptContext:
     outputs_dir: Path
     output_policy: SafetyPolicy
     timeout_silence_s: float
+    timeout_stop_s: float
     on_submitted: Callable[[Job], Awaitable[None]]
     on_progress: Callable[[Job, dict[str, Any]], None]
 
@@ -65,7 +67,7 @@ def new_prompt_id() -> str:
 
 
 class Attempt:
-    """Runs one job once on one backend."""
+    """Runs one job once on one backend, and stops it there when asked."""
 
     def __init__(
         self, job: Job, workflow: Workflow, backend: Backend, ctx: AttemptContext
@@ -75,7 +77,13 @@ class Attempt:
         self.backend = backend
         self.ctx = ctx
         self.prompt_id = new_prompt_id()
-        self.submitted = False
+        # Set once the prompt may have reached the backend: from then on a
+        # cancel must stop it there, not only here.
+        self.sent = False
+        self.cancel_reason: str | None = None
+        self.stopped_how = ""
+        self._finished = asyncio.Event()
+        self._deleted = asyncio.Event()
         self._progress = Progress(len(workflow.graph))
 
     async def run(self) -> AttemptResult:
@@ -83,6 +91,8 @@ class Attempt:
             graph = await self.prepare()
             finished = await self.submit_and_follow(graph)
             return await self.conclude(finished)
+        except Deleted:
+            return self.cancelled()
         except PromptRejected as exc:
             return _failed(exc.code, exc.detail, **exc.extra)
         except UnsafeFile as exc:
@@ -105,13 +115,14 @@ class Attempt:
     async def submit_and_follow(self, graph: dict[str, Any]) -> comfy.PromptFinished:
         client = self.backend.client
         async with client.watch(self.prompt_id) as watch:
+            self.sent = True
             await client.submit(graph, prompt_id=self.prompt_id)
-            self.submitted = True
             await self.ctx.on_submitted(self.job)
             messages = aiter(watch)
             while True:
                 message = await self.next_message(messages)
                 if isinstance(message, comfy.PromptFinished):
+                    self._finished.set()
                     return message
                 self.follow(message)
 
@@ -121,13 +132,17 @@ class Attempt:
         silence_s = self.ctx.timeout_silence_s
         try:
             async with asyncio.timeout(silence_s):
-                message = await anext(messages, None)
+                message: comfy.Message | None = await _first(
+                    anext(messages, None), self._deleted.wait()
+                )
         except TimeoutError:
             await self.stop()
             raise BackendTimeout(
                 f"no word from the backend about job {self.job.id} for {silence_s:g} s",
                 backend_id=self.backend.id,
             ) from None
+        if self._deleted.is_set():
+            raise Deleted
         if message is None:
             raise BackendUnavailable(
                 "the connection to the backend was closed", backend_id=self.backend.id
@@ -140,6 +155,12 @@ class Attempt:
             self.ctx.on_progress(self.job, event)
 
     async def conclude(self, finished: comfy.PromptFinished) -> AttemptResult:
+        if self.cancel_reason is not None:
+            if finished.status is comfy.PromptStatus.INTERRUPTED:
+                self.stopped_how = "interrupted on its backend"
+            else:
+                self.stopped_how = "it ended before the stop reached it"
+            return self.cancelled()
         if finished.status is comfy.PromptStatus.SUCCESS:
             return await self.collect(finished)
         if finished.status is comfy.PromptStatus.ERROR and finished.error:
@@ -155,6 +176,79 @@ class Attempt:
         return AttemptResult(
             Outcome.RETRY, error=_error(str(finished.status), "the backend stopped it")
         )
+
+    def cancelled(self) -> AttemptResult:
+        reason = self.cancel_reason or "client"
+        return AttemptResult(
+            Outcome.CANCELLED, error=cancelled(reason, self.stopped_how)
+        )
+
+    async def cancel(self, reason: str) -> bool:
+        """Stop the prompt on its backend; False if it never left the bridge.
+
+        Returns once the backend confirmed the stop (the prompt left its queue,
+        or the interrupted outcome arrived), or after `timeout_stop_s`.
+        """
+        self.cancel_reason = reason
+        if not self.sent:
+            self.stopped_how = "it had not reached a backend"
+            return False
+        try:
+            async with asyncio.timeout(self.ctx.timeout_stop_s):
+                await self.stop_on_backend()
+        except (TimeoutError, BridgeError) as exc:
+            logger.warning(
+                "job %s: backend %s did not confirm the stop (%s)",
+                self.job.id,
+                self.backend.id,
+                exc,
+            )
+            self.stopped_how = "the backend did not confirm the stop"
+            self._deleted.set()
+        return True
+
+    async def stop_on_backend(self) -> None:
+        """Delete it if it waits; interrupt it, and only it, if it runs."""
+        client = self.backend.client
+        await client.delete_pending([self.prompt_id])
+        queue = await client.queue()
+        if self.prompt_id not in queue:
+            await self.confirm_gone()
+            return
+        # It started between the delete and the read: stop it where it runs.
+        await client.interrupt(self.prompt_id)
+        if await _wait(self._finished, CONFIRM_TARGETED_S):
+            return
+        # A backend that ignores targeted interrupts: stop it only if it is
+        # still the one running.
+        await client.interrupt_if_running(self.prompt_id)
+        await self._finished.wait()
+
+    async def confirm_gone(self) -> None:
+        """Neither queued nor running: deleted, unless it had just ended."""
+        if self._finished.is_set():
+            return
+        if await self.backend.client.history(self.prompt_id) is None:
+            self.stopped_how = "deleted from its backend's queue"
+            self._deleted.set()
+            return
+        await self._finished.wait()
+
+    async def stop(self) -> None:
+        """Best effort: delete or interrupt this prompt, never another."""
+        if not self.sent:
+            return
+        client = self.backend.client
+        try:
+            await client.delete_pending([self.prompt_id])
+            await client.interrupt(self.prompt_id)
+        except BridgeError as exc:
+            logger.warning(
+                "job %s: could not stop prompt on backend %s: %s",
+                self.job.id,
+                self.backend.id,
+                exc.detail,
+            )
 
     async def collect(self, finished: comfy.PromptFinished) -> AttemptResult:
         """Fetch every output file, check it, and keep it under our own name."""
@@ -191,22 +285,6 @@ class Attempt:
             path=str(final),
         )
 
-    async def stop(self) -> None:
-        """Stop this prompt on its backend, and nothing else there."""
-        if not self.submitted:
-            return
-        client = self.backend.client
-        try:
-            await client.delete_pending([self.prompt_id])
-            await client.interrupt(self.prompt_id)
-        except BridgeError as exc:
-            logger.warning(
-                "job %s: could not stop prompt on backend %s: %s",
-                self.job.id,
-                self.backend.id,
-                exc.detail,
-            )
-
 
 class Progress:
     """Nodes done (executed or cached) over nodes to run, plus the running step."""
@@ -237,6 +315,40 @@ class Progress:
         running = self.fraction if self.current not in self.done else 0.0
         # Never 1 before the outputs are in: 1 means the job is done.
         return min((len(self.done) + running) / self.total, 0.99)
+
+
+class Deleted(Exception):
+    """The prompt was deleted from its backend's queue: no message will come."""
+
+
+# How long a targeted interrupt gets to show its effect before the bridge
+# concludes that the backend cannot target one.
+CONFIRM_TARGETED_S = 2.0
+
+
+async def _first(*awaitables: Awaitable[Any]) -> Any:
+    """The result of whichever finishes first; the others are cancelled."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return next(iter(done)).result()
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+def cancelled(reason: str, how: str) -> dict[str, Any]:
+    message = f"cancelled by {reason}" + (f": {how}" if how else "")
+    return {"code": "cancelled", "reason": reason, "message": message, "stopped": how}
 
 
 def _error(code: str, message: str, **details: Any) -> dict[str, Any]:

@@ -8,13 +8,20 @@ each state change in the store before anyone is told about it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from comfy_bridge.attempts import Attempt, AttemptContext, AttemptResult, Outcome
+from comfy_bridge.attempts import (
+    Attempt,
+    AttemptContext,
+    AttemptResult,
+    Outcome,
+    cancelled,
+)
 from comfy_bridge.backends import Backend, BackendPool, BackendState
 from comfy_bridge.config import Settings
 from comfy_bridge.events import EventHub
@@ -26,21 +33,42 @@ from comfy_bridge.exceptions import (
     JobStateConflict,
     NoBackendAvailable,
     OutputNotFound,
+    Unrunnable,
     UnsafeFile,
     UploadNotFound,
+    WorkflowNotFound,
 )
 from comfy_bridge.jobs import Job, JobOutput, JobStatus, new_job_id, now_ms
 from comfy_bridge.registry import WorkflowRegistry
 from comfy_bridge.safety import SafetyPolicy, read_multipart
 from comfy_bridge.safety.policy import SVG
-from comfy_bridge.scheduler import JobQueue, choose_backend
+from comfy_bridge.scheduler import (
+    BackendView,
+    JobQueue,
+    Missing,
+    Placement,
+    QueuedJob,
+    RunTimes,
+    remaining_s,
+)
 from comfy_bridge.state_file import StateFile
 from comfy_bridge.store import BackendRow, Store, UploadRow
-from comfy_bridge.workflows import Workflow, validate_values
+from comfy_bridge.workflows import (
+    InputType,
+    Requirements,
+    Workflow,
+    bind,
+    requirements,
+    validate_values,
+)
 
 logger = logging.getLogger(__name__)
 
 GENERATIONS = "generations"
+# Placement runs on every change, and at least this often.
+PLAN_TICK_S = 1.0
+# How often leases are checked: a lapsed one is noticed within this.
+LEASE_CHECK_S = 0.25
 # Room for multipart boundaries and part headers around the files themselves.
 MULTIPART_OVERHEAD = 64 * 1024
 OUTPUT_TYPES = {
@@ -82,6 +110,13 @@ class Bridge:
             strip_metadata=not settings.outputs_keep_metadata,
         )
         self.queue = JobQueue()
+        self.runtimes = RunTimes(settings.placement_prior_run_s)
+        self.placement = Placement(
+            self.runtimes,
+            policy=settings.placement,
+            switch_s=settings.placement_switch_s,
+            wait_limit_s=settings.timeout_placement_s,
+        )
         self.state_file = (
             StateFile(settings.state_file) if settings.state_file else None
         )
@@ -93,6 +128,7 @@ class Bridge:
         self._background: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._leases: asyncio.Task[None] | None = None
         self._known_capabilities = 0
 
     async def start(self) -> None:
@@ -108,6 +144,7 @@ class Bridge:
         await self._recover()
         await self._seed_generations()
         self._dispatcher = asyncio.create_task(self._dispatch_forever())
+        self._leases = asyncio.create_task(self._expire_leases_forever())
         self.accepting = True
         logger.info(
             "bridge started: %d backends, %d workflows, %d jobs waiting",
@@ -118,8 +155,9 @@ class Bridge:
 
     async def aclose(self) -> None:
         self.accepting = False
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
+        for loop_task in (self._dispatcher, self._leases):
+            if loop_task is not None:
+                loop_task.cancel()
         running = list(self._tasks.values())
         for task in running:
             task.cancel()
@@ -135,7 +173,7 @@ class Bridge:
                 job.move_to(JobStatus.QUEUED)
                 await self.store.save_job(job)
             self._active[job.id] = job
-            self.queue.push(job.id, job.priority)
+            self.queue.push(self._queued(job))
 
     def _backends_changed(self) -> None:
         object_info = self.pool.object_info()
@@ -151,25 +189,88 @@ class Bridge:
         *,
         owner: str | None = None,
         priority: int = 0,
+        lease_s: float | None = None,
     ) -> Job:
-        """Validate the values and queue a job; nothing reaches a backend yet."""
+        """Validate the values and queue a job; nothing reaches a backend yet.
+
+        With `lease_s`, the job is cancelled once nobody has polled or streamed
+        it for that long.
+        """
         if not self.accepting:
             raise NoBackendAvailable("the bridge is shutting down")
         workflow = self.workflows.get(alias)
         values = validate_values(workflow, inputs)
         await self._check_uploads(workflow, values)
-        if len(self.pool) == 0:
-            raise NoBackendAvailable("no backend is configured")
-        job = Job(workflow=alias, inputs=values, owner=owner, priority=priority)
+        needs = self._needs(workflow, values)
+        self._check_runnable(alias, needs)
+        job = Job(
+            workflow=alias,
+            inputs=values,
+            owner=owner,
+            priority=priority,
+            lease_s=lease_s,
+        )
         await self.store.insert_job(job, counter=GENERATIONS)
         if self.state_file is not None:
             await self.state_file.write_count(await self.generation_count())
         self._active[job.id] = job
-        self.queue.push(job.id, priority)
+        self.queue.push(self._queued(job, needs))
         logger.info("job %s queued (workflow %s)", job.id, alias)
         self._publish_status(job)
         self._wake.set()
         return job
+
+    def _needs(self, workflow: Workflow, values: dict[str, Any]) -> Requirements:
+        """The node classes and models this job's own graph names."""
+        # A model can be an input, so read the graph with the job's values;
+        # file inputs hold upload ids here, which name no model.
+        files = {
+            spec.name: str(values[spec.name])
+            for spec in workflow.inputs
+            if spec.type is InputType.IMAGE and spec.name in values
+        }
+        return requirements(bind(workflow, values, files), self.pool.object_info())
+
+    def _queued(self, job: Job, needs: Requirements | None = None) -> QueuedJob:
+        if needs is None:
+            try:
+                needs = self._needs(self.workflows.get(job.workflow), job.inputs)
+            except (WorkflowNotFound, InputInvalid):
+                # Changed since it was queued: its attempt will fail it clearly.
+                needs = Requirements(frozenset(), frozenset())
+        return QueuedJob(
+            job_id=job.id,
+            workflow=job.workflow,
+            needs=needs,
+            client=job.owner,
+            priority=job.priority,
+            queued_at_s=time.monotonic(),
+        )
+
+    def _check_runnable(self, alias: str, needs: Requirements) -> None:
+        """Refuse a job no registered backend could ever run.
+
+        Backends that are down still count (the job waits for them); one never
+        heard from might have anything, so it keeps the job too.
+        """
+        backends = [b for b in self.pool if b.state is not BackendState.DRAINING]
+        if not backends:
+            raise NoBackendAvailable("no backend is configured")
+        if any(not b.capabilities.known for b in backends):
+            return
+        lacks = [(b.capabilities.missing(needs), b.id) for b in backends]
+        nearest, backend_id = min(lacks, key=lambda item: (len(item[0]), item[1]))
+        if nearest:
+            raise Unrunnable(
+                f"no backend can run workflow {alias!r}; the nearest one, "
+                f"{backend_id}, lacks {nearest.describe()}",
+                backend_id=backend_id,
+                missing=nearest.public(),
+            )
+
+    def workflow_backends(self, workflow: Workflow) -> list[tuple[Backend, Missing]]:
+        """Each backend with what it lacks to run the workflow (nothing: it can)."""
+        return [(b, b.capabilities.missing(workflow.requirements)) for b in self.pool]
 
     async def _check_uploads(self, workflow: Workflow, values: dict[str, Any]) -> None:
         for spec in workflow.inputs:
@@ -206,21 +307,46 @@ class Bridge:
         return job
 
     async def cancel(self, job_id: str, reason: str = "client") -> Job:
-        """Drop a queued job, or stop a dispatched one on its backend only."""
+        """Stop a job, whatever its state and whoever asks; one path for all.
+
+        Queued: dropped, nothing reaches a backend. Dispatched: stopped on its
+        backend only (deleted if waiting there, interrupted if running) and
+        ended once the backend confirms. The job's error says who and how.
+        """
         job = await self.get_job(job_id)
         if job.status.terminal:
             raise JobStateConflict(
                 f"job {job_id} has already ended ({job.status})", job_id=job_id
             )
         if self.queue.remove(job_id):
-            await self._finish(job, JobStatus.CANCELLED, error=_cancelled(reason))
+            error = cancelled(reason, "dropped from the bridge's queue")
+            await self._finish(job, JobStatus.CANCELLED, error=error)
             return job
         task = self._tasks.get(job_id)
-        if task is not None:
-            self._cancel_reasons[job_id] = reason
+        if task is None:
+            return await self.get_job(job_id)
+        self._cancel_reasons[job_id] = reason
+        attempt = self._attempts.get(job_id)
+        if attempt is None or not await attempt.cancel(reason):
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait({task})
         return await self.get_job(job_id)
+
+    def touch(self, job_id: str) -> None:
+        """Someone asked about the job: its lease starts again."""
+        job = self._active.get(job_id)
+        if job is not None:
+            job.seen_at_ms = now_ms()
+
+    async def _expire_leases_forever(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_CHECK_S)
+            now = now_ms()
+            for job in tuple(self._active.values()):
+                if self.events.subscribers(job.id):
+                    job.seen_at_ms = now
+                elif job.lease_expired(now):
+                    self._cancel_soon(job.id, "lease")
 
     def abandoned(self, job_id: str) -> None:
         """A watcher left; cancel the job after the grace unless one came back."""
@@ -230,31 +356,70 @@ class Bridge:
 
     async def _cancel_if_unwatched(self, job_id: str) -> None:
         await asyncio.sleep(self.settings.ws_cancel_grace_s)
-        if self.events.subscribers(job_id):
-            return
-        try:
-            await self.cancel(job_id, reason="disconnect")
-        except (JobNotFound, JobStateConflict):
-            return
+        if not self.events.subscribers(job_id):
+            await self._cancel_quietly(job_id, "disconnect")
 
     async def _dispatch_forever(self) -> None:
         while True:
-            await self._wake.wait()
+            # Also on a tick: expectations move with time, and waits run out.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PLAN_TICK_S):
+                    await self._wake.wait()
             self._wake.clear()
             self._dispatch_ready()
 
     def _dispatch_ready(self) -> None:
-        # No await between choosing and claiming: a slot is never given twice.
-        while len(self.queue):
-            backend = choose_backend(self.pool)
-            if backend is None:
-                return
-            job_id = self.queue.pop()
-            if job_id is None:
-                return
-            backend.claim(job_id)
+        # No await between planning and claiming: a slot is never given twice.
+        if not len(self.queue):
+            return
+        now = time.monotonic()
+        plan = self.placement.plan(self.queue.ordered(), self._views(now), now)
+        for job_id, backend_id in plan.bindings:
+            backend = self.pool.get(backend_id)
+            queued = self.queue.remove(job_id)
+            if backend is None or queued is None:
+                continue
+            backend.claim(job_id, queued.workflow, queued.checkpoint)
             task = asyncio.create_task(self._run(self._active[job_id], backend))
             self._tasks[job_id] = task
+        for job_id in plan.stranded:
+            if self.queue.remove(job_id) is not None:
+                self._spawn(self._strand(self._active[job_id]))
+
+    def _views(self, now: float) -> list[BackendView]:
+        return [
+            BackendView(
+                id=b.id,
+                free_slots=b.free_slots,
+                capabilities=b.capabilities,
+                busy_s=remaining_s(
+                    [
+                        (self.runtimes.estimate(workflow, b.id), bound_at)
+                        for workflow, bound_at in b.bound.values()
+                    ],
+                    b.idle_since_s,
+                    now,
+                ),
+                in_flight=len(b.in_flight),
+                checkpoint=b.checkpoint,
+            )
+            for b in self.pool
+            if b.state is BackendState.UP
+        ]
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _strand(self, job: Job) -> None:
+        limit_s = self.settings.timeout_placement_s
+        logger.warning("job %s: no backend that can run it came up", job.id)
+        error = {
+            "code": "no_backend",
+            "message": f"no backend that can run it was up for {limit_s:g} s",
+        }
+        await self._finish(job, JobStatus.FAILED, error=error)
 
     async def _run(self, job: Job, backend: Backend) -> None:
         try:
@@ -265,7 +430,9 @@ class Bridge:
             error = {"code": "internal_error", "message": "the bridge failed this job"}
             await self._finish(job, JobStatus.FAILED, error=error)
         finally:
-            backend.release(job.id)
+            run_s = backend.release(job.id)
+            if job.status is JobStatus.SUCCEEDED and job.backend_id == backend.id:
+                self.runtimes.record(job.workflow, backend.id, run_s)
             self._tasks.pop(job.id, None)
             self._attempts.pop(job.id, None)
             self._wake.set()
@@ -277,29 +444,42 @@ class Bridge:
         job.attempts += 1
         job.backend_id, job.prompt_id = backend.id, attempt.prompt_id
         await self._transition(job, JobStatus.DISPATCHING, attempt_started=True)
+        limit = asyncio.get_running_loop().call_later(
+            self.settings.timeout_job_s, self._cancel_soon, job.id, "time_limit"
+        )
         try:
-            async with asyncio.timeout(self.settings.timeout_job_s):
-                result = await attempt.run()
-        except TimeoutError:
-            await attempt.stop()
-            result = AttemptResult(Outcome.FAILED, error=_timed_out(self.settings))
+            result = await attempt.run()
         except asyncio.CancelledError:
             await asyncio.shield(self._record_cancel(job, attempt))
             raise
+        finally:
+            limit.cancel()
         await self._record(job, attempt, result)
 
+    def _cancel_soon(self, job_id: str, reason: str) -> None:
+        task = asyncio.create_task(self._cancel_quietly(job_id, reason))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _cancel_quietly(self, job_id: str, reason: str) -> None:
+        try:
+            await self.cancel(job_id, reason)
+        except (JobNotFound, JobStateConflict):
+            return
+
     async def _record_cancel(self, job: Job, attempt: Attempt) -> None:
-        await attempt.stop()
         reason = self._cancel_reasons.pop(job.id, "shutdown")
         if reason == "shutdown":
-            # Not the client's wish: the job runs again after the restart.
+            # Not the client's wish: the prompt goes on at its backend and the
+            # job is picked up again after the restart.
             await self.store.end_attempt(attempt.prompt_id, "stopped", "shutdown")
             return
+        if attempt.sent:
+            # Cancelled while its submission was in flight: it may be queued.
+            await attempt.stop()
+        error = cancelled(reason, attempt.stopped_how)
         await self._finish(
-            job,
-            JobStatus.CANCELLED,
-            error=_cancelled(reason),
-            attempt_ended=("cancelled", reason),
+            job, JobStatus.CANCELLED, error=error, attempt_ended=("cancelled", reason)
         )
 
     async def _record(self, job: Job, attempt: Attempt, result: AttemptResult) -> None:
@@ -313,6 +493,11 @@ class Bridge:
         elif result.outcome is Outcome.FAILED:
             await self._finish(
                 job, JobStatus.FAILED, error=result.error, attempt_ended=ended
+            )
+        elif result.outcome is Outcome.CANCELLED:
+            self._cancel_reasons.pop(job.id, None)
+            await self._finish(
+                job, JobStatus.CANCELLED, error=result.error, attempt_ended=ended
             )
         elif job.attempts < self.settings.limit_attempts:
             await self._retry(job, attempt.backend, result.error or {}, ended)
@@ -338,7 +523,7 @@ class Bridge:
             self.pool.mark_down(backend, str(error.get("message")))
         job.progress = 0.0
         await self._transition(job, JobStatus.QUEUED, attempt_ended=ended)
-        self.queue.push(job.id, job.priority)
+        self.queue.push(self._queued(job), again=True)
 
     def _attempt_context(self) -> AttemptContext:
         return AttemptContext(
@@ -346,6 +531,7 @@ class Bridge:
             outputs_dir=self.settings.outputs_dir,
             output_policy=self.output_policy,
             timeout_silence_s=self.settings.timeout_silence_s,
+            timeout_stop_s=self.settings.timeout_stop_s,
             on_submitted=self._submitted,
             on_progress=self._progressed,
         )
@@ -466,6 +652,14 @@ class Bridge:
         )
         return backend
 
+    async def refresh_backend(self, backend_id: str) -> Backend:
+        """Read a backend's node classes and models again (new files, new nodes)."""
+        backend = self.pool.get(backend_id)
+        if backend is None:
+            raise BackendNotFound(f"no backend {backend_id!r}")
+        await self.pool.refresh(backend)
+        return backend
+
     async def remove_backend(self, backend_id: str) -> Backend:
         backend = await self.pool.remove(backend_id)
         if backend is None:
@@ -502,14 +696,3 @@ class Bridge:
 
     def backends_up(self) -> int:
         return sum(1 for b in self.pool if b.state is BackendState.UP)
-
-
-def _cancelled(reason: str) -> dict[str, Any]:
-    return {"code": "cancelled", "reason": reason, "message": f"cancelled by {reason}"}
-
-
-def _timed_out(settings: Settings) -> dict[str, Any]:
-    return {
-        "code": "timeout",
-        "message": f"the job ran longer than {settings.timeout_job_s:g} s",
-    }

@@ -24,6 +24,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from comfy_bridge.scheduler import Policy
+
 MB = 1024 * 1024
 
 DEFAULT_ALLOWED_TYPES: dict[str, list[str]] = {
@@ -66,6 +68,16 @@ class Settings(BaseSettings):
         5.0, gt=0, validation_alias=_alias("backend_probe_interval_s")
     )
 
+    # Placement: `ours`; `least_queue` and `round_robin` are the baselines the
+    # scheduling benchmark compares it with (they bind every job at submission).
+    placement: Policy = Field(Policy.OURS, validation_alias=_alias("placement"))
+    placement_switch_s: float = Field(
+        5.0, ge=0, validation_alias=_alias("placement_switch_s")
+    )
+    placement_prior_run_s: float = Field(
+        10.0, gt=0, validation_alias=_alias("placement_prior_run_s")
+    )
+
     workflows_dir: Path | None = Field(None, validation_alias=_alias("workflows_dir"))
     alias_file: Path | None = Field(None, validation_alias=_alias("alias_file"))
     state_file: Path | None = Field(None, validation_alias=_alias("state_file"))
@@ -90,6 +102,10 @@ class Settings(BaseSettings):
     timeout_job_s: float = Field(3600.0, gt=0, validation_alias=_alias("timeout_job_s"))
     timeout_silence_s: float = Field(
         300.0, gt=0, validation_alias=_alias("timeout_silence_s")
+    )
+    timeout_stop_s: float = Field(10.0, gt=0, validation_alias=_alias("timeout_stop_s"))
+    timeout_placement_s: float = Field(
+        600.0, gt=0, validation_alias=_alias("timeout_placement_s")
     )
     ws_cancel_grace_s: float = Field(
         3.0, ge=0, validation_alias=_alias("ws_cancel_grace_s")

@@ -93,6 +93,8 @@ class Job:
     created_at_ms: int = field(default_factory=now_ms)
     updated_at_ms: int = field(default_factory=now_ms)
     finished_at_ms: int | None = None
+    lease_s: float | None = None
+    seen_at_ms: int = field(default_factory=now_ms)
 
     def move_to(self, status: JobStatus) -> JobStatus:
         """Change state if the move is legal; returns the old state."""
@@ -115,6 +117,11 @@ class Job:
         self.progress = progress
         return True
 
+    def lease_expired(self, now: int) -> bool:
+        if self.lease_s is None or self.status.terminal:
+            return False
+        return now - self.seen_at_ms > self.lease_s * 1000
+
     def public(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -129,4 +136,5 @@ class Job:
             "created_at_ms": self.created_at_ms,
             "updated_at_ms": self.updated_at_ms,
             "finished_at_ms": self.finished_at_ms,
+            "lease_s": self.lease_s,
         }

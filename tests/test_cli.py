@@ -86,7 +86,7 @@ def test_run_exits_non_zero_when_refused_or_failed(url: str, tmp_path: Path) -> 
     assert "steps" in refused.stdout
 
     graph = json.loads((EXAMPLES / "txt2img.json").read_text())
-    graph["4"]["inputs"]["ckpt_name"] = "absent.safetensors"
+    graph["3"]["inputs"]["sampler_name"] = "no-such-sampler"
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(graph))
     added = cli(
@@ -97,7 +97,7 @@ def test_run_exits_non_zero_when_refused_or_failed(url: str, tmp_path: Path) -> 
     failed = cli("run", "broken", "-i", "steps=1", url=url)
     assert failed.returncode == 1
     assert "failed" in failed.stdout
-    assert "absent.safetensors" in failed.stdout
+    assert "no-such-sampler" in failed.stdout
 
 
 def test_workflows_list_and_show(url: str) -> None:

@@ -127,6 +127,11 @@ class ComfyClient:
         if session is not None:
             await session.close()
 
+    def close_watches(self) -> None:
+        """End every open watch: the backend is gone, its prompts with it."""
+        for watch in list(self._watches.values()):
+            watch.close()
+
     async def drop_socket(self) -> None:
         """Close the current WebSocket now; it reopens as after any loss."""
         if self._socket is not None:
@@ -263,6 +268,20 @@ class ComfyClient:
         """
         body = {"prompt_id": prompt_id}
         await self._send_expecting_empty("POST", "interrupt", "interrupt", json=body)
+
+    async def interrupt_if_running(self, prompt_id: str) -> bool:
+        """Stop `prompt_id` on a backend that ignores targeted interrupts.
+
+        Sends the backend's untargeted interrupt, but only after reading that
+        `prompt_id` is the one running; returns whether it did. The prompt may
+        end and the next one start between that read and the stop: a window of
+        one round trip, accepted because the bridge re-queues a job stopped
+        without its asking, so that job loses time but never its result.
+        """
+        if (await self.queue()).running != [prompt_id]:
+            return False
+        await self._send_expecting_empty("POST", "interrupt", "interrupt")
+        return True
 
     async def delete_pending(self, prompt_ids: Iterable[str]) -> None:
         """Remove prompts that have not started; running ones are unaffected."""

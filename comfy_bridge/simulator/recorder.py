@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,8 @@ class RequestLog:
         if request.path.startswith(SIM_PREFIX):
             return
         entry: dict[str, Any] = {
+            # Wall-clock seconds, so a test can time what a backend was told.
+            "t": time.time(),
             "method": request.method,
             "path": request.path,
             "query": dict(request.query),

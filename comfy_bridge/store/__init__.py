@@ -319,4 +319,6 @@ def _job_from_row(row: JobRow) -> Job:
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
         finished_at_ms=row.finished_at_ms,
+        lease_s=row.lease_s,
+        seen_at_ms=row.seen_at_ms,
     )

@@ -34,6 +34,8 @@ class JobRow(Base):
     created_at_ms: Mapped[int]
     updated_at_ms: Mapped[int]
     finished_at_ms: Mapped[int | None]
+    lease_s: Mapped[float | None]
+    seen_at_ms: Mapped[int]
 
     __table_args__ = (Index("ix_jobs_owner_created", "owner", "created_at_ms"),)
 

@@ -6,10 +6,17 @@ import asyncio
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect, status
+from fastapi import (
+    APIRouter,
+    Header,
+    Query,
+    WebSocket,
+    WebSocketDisconnect,
+    status,
+)
 from fastapi.responses import FileResponse, JSONResponse
 
-from comfy_bridge.api.deps import BridgeDep
+from comfy_bridge.api.deps import BridgeDep, ClientDep, allowed_priority
 from comfy_bridge.api.v1.schemas import JobCreate, JobPublic, JobsPublic
 from comfy_bridge.bridge import Bridge
 from comfy_bridge.events import Subscription
@@ -26,10 +33,18 @@ WAIT_MAX_S = 600.0
 async def create_job(
     body: JobCreate,
     bridge: BridgeDep,
+    client: ClientDep,
     wait: Annotated[float, Query(ge=0, le=WAIT_MAX_S)] = 0,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """Queue a job; with `wait`, answer when it ends or the wait runs out."""
-    job = await bridge.submit(body.workflow, body.inputs)
+    job = await bridge.submit(
+        body.workflow,
+        body.inputs,
+        owner=client,
+        priority=allowed_priority(bridge, body.priority, authorization),
+        lease_s=body.lease_s,
+    )
     if wait > 0:
         job = await bridge.wait(job.id, wait)
     code = status.HTTP_200_OK if job.status.terminal else status.HTTP_202_ACCEPTED
@@ -60,6 +75,7 @@ async def get_job(
     wait: Annotated[float, Query(ge=0, le=WAIT_MAX_S)] = 0,
 ) -> JobPublic:
     """A job's status, progress, error and outputs."""
+    bridge.touch(job_id)
     job = await bridge.wait(job_id, wait) if wait else await bridge.get_job(job_id)
     return JobPublic(**job.public())
 

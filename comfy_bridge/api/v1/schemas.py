@@ -13,6 +13,17 @@ class JobCreate(BaseModel):
         default_factory=dict,
         description="Values by input name; a file input takes an upload id.",
     )
+    lease_s: float | None = Field(
+        None,
+        gt=0,
+        description="Cancel the job if nobody polls or streams it for this long.",
+    )
+    priority: int = Field(
+        0,
+        ge=-100,
+        le=100,
+        description="Higher runs sooner; above 0 needs the admin token.",
+    )
 
 
 class JobError(BaseModel):
@@ -46,6 +57,7 @@ class JobPublic(BaseModel):
     created_at_ms: int
     updated_at_ms: int
     finished_at_ms: int | None
+    lease_s: float | None = None
 
 
 class JobsPublic(BaseModel):
@@ -67,12 +79,27 @@ class InputPublic(BaseModel):
     multiline: bool = False
 
 
+class MissingPublic(BaseModel):
+    node_classes: list[str]
+    models: list[str]
+
+
+class WorkflowBackendPublic(BaseModel):
+    id: str
+    state: str
+    runnable: bool
+    missing: MissingPublic
+
+
 class WorkflowPublic(BaseModel):
     alias: str
     description: str
     inputs: list[InputPublic]
     schema_: dict[str, Any] = Field(alias="schema", serialization_alias="schema")
     thumbnail_url: str | None = None
+    backends: list[WorkflowBackendPublic] | None = Field(
+        None, description="Where it can run: each backend and what it lacks."
+    )
 
 
 class WorkflowsPublic(BaseModel):
@@ -122,7 +149,10 @@ class BackendPublic(BaseModel):
     slots: int
     in_flight: int
     queue_remaining: int
+    url: str
     node_classes: int
+    models: int
+    checkpoint: str | None = None
     vram_total: int | None = None
     vram_free: int | None = None
     jobs_done: int
