@@ -6,11 +6,14 @@ import asyncio
 import enum
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from comfy_bridge.comfy import ComfyClient
 from comfy_bridge.exceptions import BackendError
+from comfy_bridge.scheduler import Capabilities
+from comfy_bridge.workflows import model_files
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +45,16 @@ class Backend:
         self.in_flight: set[str] = set()
         self.queue_remaining = 0
         self.object_info: dict[str, Any] = {}
+        self.capabilities = Capabilities()
         self.system_stats: dict[str, Any] = {}
         self.failures = 0
         self.jobs_done = 0
+        # What placement knows of the work in hand: each bound job's workflow
+        # and when it was bound, when the backend last finished one, and the
+        # checkpoint the newest job loads (the one that stays loaded).
+        self.bound: dict[str, tuple[str, float]] = {}
+        self.idle_since_s = time.monotonic()
+        self.checkpoint: str | None = None
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -56,14 +66,35 @@ class Backend:
     def accepts_jobs(self) -> bool:
         return self.state is BackendState.UP and self.free_slots > 0
 
-    def claim(self, job_id: str) -> None:
+    def claim(
+        self, job_id: str, workflow: str = "", checkpoint: str | None = None
+    ) -> None:
         self.in_flight.add(job_id)
+        self.bound[job_id] = (workflow, time.monotonic())
+        self.checkpoint = checkpoint or self.checkpoint
         self.idle.clear()
 
-    def release(self, job_id: str) -> None:
+    def release(self, job_id: str) -> float:
+        """Free the job's slot; returns the seconds the backend spent running it."""
+        now = time.monotonic()
+        _, bound_at = self.bound.pop(job_id, ("", now))
+        # The backend runs one prompt at a time: this one started when it was
+        # bound or when the one before it ended, whichever came later.
+        run_s = now - max(bound_at, self.idle_since_s)
+        self.idle_since_s = now
         self.in_flight.discard(job_id)
         if not self.in_flight:
             self.idle.set()
+        return run_s
+
+    def learn(self, object_info: dict[str, Any]) -> None:
+        """Keep the node classes and model files the backend offers."""
+        self.object_info = object_info
+        self.capabilities = Capabilities(
+            node_classes=frozenset(object_info),
+            models=model_files(object_info),
+            known=True,
+        )
 
     def move_to(self, state: BackendState, reason: str = "") -> bool:
         """Change state; logs one line per transition. Returns whether it changed."""
@@ -82,7 +113,10 @@ class Backend:
             "slots": self.slots,
             "in_flight": len(self.in_flight),
             "queue_remaining": self.queue_remaining,
-            "node_classes": len(self.object_info),
+            "url": self.url,
+            "node_classes": len(self.capabilities.node_classes),
+            "models": len(self.capabilities.models),
+            "checkpoint": self.checkpoint,
             "vram_total": devices[0].get("vram_total"),
             "vram_free": devices[0].get("vram_free"),
             "jobs_done": self.jobs_done,
@@ -100,6 +134,7 @@ class BackendPool:
         self._on_change = on_change
         self._backends: dict[str, Backend] = {}
         self._probes: dict[str, asyncio.Task[None]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
 
     def __iter__(self) -> Iterator[Backend]:
         return iter(tuple(self._backends.values()))
@@ -131,7 +166,9 @@ class BackendPool:
         if backend is None:
             return None
         backend.move_to(BackendState.DRAINING, "removed")
-        asyncio.create_task(self._close_when_drained(backend))
+        task = asyncio.create_task(self._close_when_drained(backend))
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
         return backend
 
     async def _close_when_drained(self, backend: Backend) -> None:
@@ -146,6 +183,8 @@ class BackendPool:
         await backend.client.aclose()
 
     async def aclose(self) -> None:
+        for task in tuple(self._drains):
+            task.cancel()
         for backend in tuple(self._backends.values()):
             await self._forget(backend)
 
@@ -163,20 +202,39 @@ class BackendPool:
             backend.system_stats = await backend.client.system_stats()
             backend.queue_remaining = await backend.client.queue_remaining()
             if backend.state is not BackendState.UP:
-                backend.object_info = await backend.client.object_info()
+                # A backend that comes back may have other nodes and models.
+                backend.learn(await backend.client.object_info())
         except BackendError as exc:
             self.mark_down(backend, str(exc))
             return
         backend.failures = 0
         if backend.state in (BackendState.CONNECTING, BackendState.DOWN):
-            backend.move_to(BackendState.UP, f"{len(backend.object_info)} node classes")
+            capabilities = backend.capabilities
+            backend.move_to(
+                BackendState.UP,
+                f"{len(capabilities.node_classes)} node classes, "
+                f"{len(capabilities.models)} models",
+            )
             self._on_change()
+
+    async def refresh(self, backend: Backend) -> None:
+        """Read the backend's node classes and model lists again, now."""
+        try:
+            backend.learn(await backend.client.object_info())
+        except BackendError as exc:
+            self.mark_down(backend, str(exc))
+            raise
+        self._on_change()
 
     def mark_down(self, backend: Backend, reason: str) -> None:
         backend.failures += 1
         if backend.state is not BackendState.DRAINING:
             if backend.move_to(BackendState.DOWN, reason):
                 self._on_change()
+        if not backend.client.connected:
+            # No HTTP answer and no socket: its attempts end now and run
+            # elsewhere, rather than wait out the watches' own patience.
+            backend.client.close_watches()
 
     def object_info(self) -> dict[str, Any]:
         """Node definitions merged over every backend that is up."""

@@ -16,11 +16,13 @@
     │   └── WorkflowInvalid          refused at registration (422)
     ├── InputInvalid                 a client's input value is refused (422)
     ├── NoBackendAvailable           no healthy backend can run it (503)
+    ├── Unrunnable                   no registered backend could ever run it (409)
     ├── UploadError
     │   ├── UploadNotFound           (404)
     │   └── UnsafeFile               the safety check refused a file (4xx, code = rule)
     ├── OutputNotFound               (404)
-    └── Unauthorized                 missing or wrong token (401)
+    ├── Unauthorized                 missing or wrong token (401)
+    └── Forbidden                    the caller may not do that (403)
 
 `comfy/` translates the HTTP client's errors into the BackendError family; the API
 renders every BridgeError in one place (`api/errors.py`).
@@ -129,6 +131,13 @@ class NoBackendAvailable(BridgeError):
     code = "no_backend_available"
 
 
+class Unrunnable(BridgeError):
+    """No registered backend has what the job needs; `extra["missing"]` says what."""
+
+    status_code = 409
+    code = "unrunnable"
+
+
 class UploadError(BridgeError):
     status_code = 400
     code = "upload_error"
@@ -158,3 +167,8 @@ class OutputNotFound(BridgeError):
 class Unauthorized(BridgeError):
     status_code = 401
     code = "unauthorized"
+
+
+class Forbidden(BridgeError):
+    status_code = 403
+    code = "forbidden"

@@ -319,8 +319,9 @@ def test_editor_format_is_refused_at_registration(client: httpx.Client) -> None:
 def test_backend_validation_errors_fail_the_job_with_the_node(
     client: httpx.Client,
 ) -> None:
+    # A missing model is refused at submission; a bad sampler only by ComfyUI.
     graph = json.loads((EXAMPLES / "txt2img.json").read_text())
-    graph["4"]["inputs"]["ckpt_name"] = "missing-model.safetensors"
+    graph["3"]["inputs"]["sampler_name"] = "no-such-sampler"
     response = client.put(
         "/v1/workflows/broken", json={"workflow": graph}, headers=ADMIN
     )
@@ -330,9 +331,9 @@ def test_backend_validation_errors_fail_the_job_with_the_node(
 
     assert job["status"] == "failed"
     assert job["error"]["code"] == "prompt_rejected"
-    assert job["error"]["node_id"] == "4"
-    assert job["error"]["node_type"] == "CheckpointLoaderSimple"
-    assert "missing-model" in job["error"]["message"]
+    assert job["error"]["node_id"] == "3"
+    assert job["error"]["node_type"] == "KSampler"
+    assert "no-such-sampler" in job["error"]["message"]
 
 
 def wait_for_status(client: httpx.Client, job_id: str, status: str) -> Any:

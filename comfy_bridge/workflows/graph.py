@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from comfy_bridge.exceptions import WorkflowInvalid
-from comfy_bridge.workflows.objectinfo import ObjectInfo, class_input, is_output_class
+from comfy_bridge.workflows.objectinfo import (
+    ObjectInfo,
+    class_input,
+    class_input_names,
+    is_output_class,
+)
 
 Graph: TypeAlias = dict[str, dict[str, Any]]
 
@@ -109,6 +114,23 @@ def requirements(graph: Graph, object_info: ObjectInfo | None = None) -> Require
     }
     classes = frozenset(node["class_type"] for node in graph.values())
     return Requirements(node_classes=classes, models=frozenset(models))
+
+
+def model_files(object_info: ObjectInfo) -> frozenset[tuple[str, str]]:
+    """Every (folder, file) the model combos list, named as `requirements` does."""
+    found: set[tuple[str, str]] = set()
+    for class_type in object_info:
+        for name in class_input_names(object_info, class_type):
+            spec = class_input(object_info, class_type, name)
+            if spec is None or spec.tag != "COMBO" or spec.options.get("image_upload"):
+                continue
+            folder = _model_folder(class_type, name)
+            found.update(
+                (folder, choice)
+                for choice in spec.choices
+                if isinstance(choice, str) and _is_model_file(choice)
+            )
+    return frozenset(found)
 
 
 def strip_bridge_meta(graph: Graph) -> None:

@@ -30,3 +30,10 @@ async def remove_backend(backend_id: str, bridge: BridgeDep) -> BackendPublic:
     """Drain and remove a backend: it takes no new jobs, running ones finish."""
     backend = await bridge.remove_backend(backend_id)
     return BackendPublic(**backend.public())
+
+
+@router.post("/{backend_id}/refresh")
+async def refresh_backend(backend_id: str, bridge: BridgeDep) -> BackendPublic:
+    """Read a backend's node classes and model lists again, now."""
+    backend = await bridge.refresh_backend(backend_id)
+    return BackendPublic(**backend.public())

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Response, status
 from comfy_bridge.api.deps import AdminDep, BridgeDep
 from comfy_bridge.api.v1.schemas import (
     InputPublic,
+    MissingPublic,
+    WorkflowBackendPublic,
     WorkflowCreate,
     WorkflowPublic,
     WorkflowsPublic,
@@ -61,8 +63,19 @@ async def list_workflows(bridge: BridgeDep) -> WorkflowsPublic:
 
 @router.get("/{alias}")
 async def get_workflow(alias: str, bridge: BridgeDep) -> WorkflowPublic:
-    """Describe one workflow: its inputs, their bounds, and a JSON Schema."""
-    return workflow_public(bridge, bridge.workflows.get(alias))
+    """Describe one workflow: its inputs, bounds, JSON Schema and backends."""
+    workflow = bridge.workflows.get(alias)
+    public = workflow_public(bridge, workflow)
+    public.backends = [
+        WorkflowBackendPublic(
+            id=backend.id,
+            state=str(backend.state),
+            runnable=backend.capabilities.known and not missing,
+            missing=MissingPublic(**missing.public()),
+        )
+        for backend, missing in bridge.workflow_backends(workflow)
+    ]
+    return public
 
 
 @router.get("/{alias}/thumbnail", response_class=Response)
