@@ -267,8 +267,12 @@ def test_several_clients_at_once(cluster: dict[str, Any]) -> None:
         assert_inverted(original, output)
 
 
-def wait_running(client: OldClient) -> None:
-    message = client.poll_until("progress", "closed", "error")
+def wait_running(client: OldClient, timeout_s: float = 30) -> None:
+    """Until the prompt runs on its backend (it has made some progress)."""
+    deadline = time.monotonic() + timeout_s
+    while (message := client.execution_info())["detail"] in ("queued", "0.00%"):
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
     assert message["status"] == "progress", message
 
 
