@@ -70,13 +70,19 @@ class Attempt:
     """Runs one job once on one backend, and stops it there when asked."""
 
     def __init__(
-        self, job: Job, workflow: Workflow, backend: Backend, ctx: AttemptContext
+        self,
+        job: Job,
+        workflow: Workflow,
+        backend: Backend,
+        ctx: AttemptContext,
+        *,
+        prompt_id: str | None = None,
     ) -> None:
         self.job = job
         self.workflow = workflow
         self.backend = backend
         self.ctx = ctx
-        self.prompt_id = new_prompt_id()
+        self.prompt_id = prompt_id or new_prompt_id()
         # Set once the prompt may have reached the backend: from then on a
         # cancel must stop it there, not only here.
         self.sent = False
@@ -87,10 +93,32 @@ class Attempt:
         self._progress = Progress(len(workflow.graph))
 
     async def run(self) -> AttemptResult:
+        """Upload, submit, follow and collect: the whole attempt."""
+        return await self._settle(self._run())
+
+    async def resume(self) -> AttemptResult:
+        """Follow a prompt submitted before the bridge restarted, to its end.
+
+        Still queued or running: watched again. Finished: its outputs are
+        collected from the history. Unknown to the backend: lost, so retried.
+        """
+        return await self._settle(self._resume())
+
+    async def _run(self) -> AttemptResult:
+        graph = await self.prepare()
+        finished = await self.submit_and_follow(graph)
+        return await self.conclude(finished)
+
+    async def _resume(self) -> AttemptResult:
+        self.sent = True
+        async with self.backend.client.watch(self.prompt_id, submitted=True) as watch:
+            await self.ctx.on_submitted(self.job)
+            finished = await self.follow_to_end(watch)
+        return await self.conclude(finished)
+
+    async def _settle(self, steps: Awaitable[AttemptResult]) -> AttemptResult:
         try:
-            graph = await self.prepare()
-            finished = await self.submit_and_follow(graph)
-            return await self.conclude(finished)
+            return await steps
         except Deleted:
             return self.cancelled()
         except PromptRejected as exc:
@@ -118,13 +146,16 @@ class Attempt:
             self.sent = True
             await client.submit(graph, prompt_id=self.prompt_id)
             await self.ctx.on_submitted(self.job)
-            messages = aiter(watch)
-            while True:
-                message = await self.next_message(messages)
-                if isinstance(message, comfy.PromptFinished):
-                    self._finished.set()
-                    return message
-                self.follow(message)
+            return await self.follow_to_end(watch)
+
+    async def follow_to_end(self, watch: comfy.PromptWatch) -> comfy.PromptFinished:
+        messages = aiter(watch)
+        while True:
+            message = await self.next_message(messages)
+            if isinstance(message, comfy.PromptFinished):
+                self._finished.set()
+                return message
+            self.follow(message)
 
     async def next_message(
         self, messages: AsyncIterator[comfy.Message]
@@ -162,6 +193,12 @@ class Attempt:
                 self.stopped_how = "it ended before the stop reached it"
             return self.cancelled()
         if finished.status is comfy.PromptStatus.SUCCESS:
+            if not finished.output_nodes and self.expects_output():
+                return _failed(
+                    "no_outputs",
+                    "the backend reported success without any output, though "
+                    "the workflow has output nodes",
+                )
             return await self.collect(finished)
         if finished.status is comfy.PromptStatus.ERROR and finished.error:
             error = finished.error
@@ -175,6 +212,13 @@ class Attempt:
         # (the backend restarted): not the job's fault, so it runs again.
         return AttemptResult(
             Outcome.RETRY, error=_error(str(finished.status), "the backend stopped it")
+        )
+
+    def expects_output(self) -> bool:
+        """Whether some output node of the graph keeps what it makes."""
+        return any(
+            self.workflow.graph[node]["class_type"] not in STREAMED_OUTPUTS
+            for node in self.workflow.output_nodes
         )
 
     def cancelled(self) -> AttemptResult:
@@ -320,6 +364,9 @@ class Progress:
 class Deleted(Exception):
     """The prompt was deleted from its backend's queue: no message will come."""
 
+
+# Output nodes that send what they make over the socket and keep nothing.
+STREAMED_OUTPUTS = frozenset({"SaveImageWebsocket"})
 
 # How long a targeted interrupt gets to show its effect before the bridge
 # concludes that the backend cannot target one.

@@ -167,13 +167,26 @@ class Bridge:
         logger.info("bridge stopped: %d attempts were stopped", len(running))
 
     async def _recover(self) -> None:
-        """Jobs a previous run left unfinished wait again in the queue."""
+        """Pick up every job a previous run left unfinished.
+
+        Queued ones wait again. Submitted ones (or about to be) are found on
+        their backend by prompt id and followed to their end; one whose backend
+        is gone runs again elsewhere.
+        """
         for job in await self.store.unfinished_jobs():
-            if job.status is not JobStatus.QUEUED:
-                job.move_to(JobStatus.QUEUED)
-                await self.store.save_job(job)
             self._active[job.id] = job
-            self.queue.push(self._queued(job))
+            backend = self.pool.get(job.backend_id or "")
+            if job.status is JobStatus.QUEUED:
+                self.queue.push(self._queued(job))
+            elif backend is None or job.prompt_id is None:
+                job.move_to(JobStatus.QUEUED)
+                ended = ("retry", "its backend is gone")
+                await self.store.save_job(job, attempt_ended=ended)
+                self.queue.push(self._queued(job))
+            else:
+                backend.claim(job.id)
+                task = asyncio.create_task(self._run(job, backend, resume=True))
+                self._tasks[job.id] = task
 
     def _backends_changed(self) -> None:
         object_info = self.pool.object_info()
@@ -421,9 +434,9 @@ class Bridge:
         }
         await self._finish(job, JobStatus.FAILED, error=error)
 
-    async def _run(self, job: Job, backend: Backend) -> None:
+    async def _run(self, job: Job, backend: Backend, resume: bool = False) -> None:
         try:
-            await self._run_attempt(job, backend)
+            await self._run_attempt(job, backend, resume)
         except Exception:
             # A fault of ours must still end the job, never leave it hanging.
             logger.exception("job %s: attempt failed unexpectedly", job.id)
@@ -437,18 +450,25 @@ class Bridge:
             self._attempts.pop(job.id, None)
             self._wake.set()
 
-    async def _run_attempt(self, job: Job, backend: Backend) -> None:
+    async def _run_attempt(self, job: Job, backend: Backend, resume: bool) -> None:
         workflow = self.workflows.get(job.workflow)
-        attempt = Attempt(job, workflow, backend, self._attempt_context())
+        attempt = Attempt(
+            job,
+            workflow,
+            backend,
+            self._attempt_context(),
+            prompt_id=job.prompt_id if resume else None,
+        )
         self._attempts[job.id] = attempt
-        job.attempts += 1
-        job.backend_id, job.prompt_id = backend.id, attempt.prompt_id
-        await self._transition(job, JobStatus.DISPATCHING, attempt_started=True)
+        if not resume:
+            job.attempts += 1
+            job.backend_id, job.prompt_id = backend.id, attempt.prompt_id
+            await self._transition(job, JobStatus.DISPATCHING, attempt_started=True)
         limit = asyncio.get_running_loop().call_later(
             self.settings.timeout_job_s, self._cancel_soon, job.id, "time_limit"
         )
         try:
-            result = await attempt.run()
+            result = await (attempt.resume() if resume else attempt.run())
         except asyncio.CancelledError:
             await asyncio.shield(self._record_cancel(job, attempt))
             raise
@@ -471,8 +491,7 @@ class Bridge:
         reason = self._cancel_reasons.pop(job.id, "shutdown")
         if reason == "shutdown":
             # Not the client's wish: the prompt goes on at its backend and the
-            # job is picked up again after the restart.
-            await self.store.end_attempt(attempt.prompt_id, "stopped", "shutdown")
+            # attempt is followed again after the restart.
             return
         if attempt.sent:
             # Cancelled while its submission was in flight: it may be queued.
@@ -537,7 +556,8 @@ class Bridge:
         )
 
     async def _submitted(self, job: Job) -> None:
-        await self._transition(job, JobStatus.RUNNING)
+        if job.status is not JobStatus.RUNNING:
+            await self._transition(job, JobStatus.RUNNING)
 
     def _progressed(self, job: Job, event: dict[str, Any]) -> None:
         if job.advance(event["progress"]):

@@ -134,13 +134,15 @@ class PromptFinished:
     """The last message of a watch: how the prompt ended and what it wrote.
 
     `files` comes from the history when the backend still has it, otherwise
-    from the `executed` messages seen on the socket.
+    from the `executed` messages seen on the socket; `output_nodes` names every
+    node that reported an output of any kind (files, text, ...).
     """
 
     prompt_id: str
     status: PromptStatus
     files: tuple[OutputFile, ...] = ()
     error: PromptError | None = None
+    output_nodes: frozenset[str] = frozenset()
 
 
 Message = (

@@ -79,6 +79,7 @@ class PromptWatch:
         self._resolve_next = False
         self._outcome: tuple[PromptStatus, PromptError | None] | None = None
         self._files: list[OutputFile] = []
+        self._output_nodes: set[str] = set()
         self._last_contact = asyncio.get_running_loop().time()
 
     def deliver(self, message: Message) -> None:
@@ -153,6 +154,7 @@ class PromptWatch:
         self._last_contact = asyncio.get_running_loop().time()
         if isinstance(message, Executed):
             self._files.extend(message.files)
+            self._output_nodes.add(message.node)
         elif isinstance(message, ExecutionSuccess):
             self._outcome = (PromptStatus.SUCCESS, None)
         elif isinstance(message, ExecutionError | ExecutionInterrupted):
@@ -196,10 +198,20 @@ class PromptWatch:
             entry = await self._lookup.history(self.prompt_id)
         if entry is not None:
             return PromptFinished(
-                self.prompt_id, entry.status, entry.files, entry.error
+                self.prompt_id,
+                entry.status,
+                entry.files,
+                entry.error,
+                frozenset(entry.node_outputs),
             )
         if self._outcome is not None:
             status, error = self._outcome
-            return PromptFinished(self.prompt_id, status, tuple(self._files), error)
+            return PromptFinished(
+                self.prompt_id,
+                status,
+                tuple(self._files),
+                error,
+                frozenset(self._output_nodes),
+            )
         logger.warning("prompt %s: neither queued nor in history", self.prompt_id)
         return PromptFinished(self.prompt_id, PromptStatus.LOST)
