@@ -112,6 +112,8 @@ class Attempt:
     async def _resume(self) -> AttemptResult:
         self.sent = True
         async with self.backend.client.watch(self.prompt_id, submitted=True) as watch:
+            # Ask the backend now: the prompt may have ended while we were away.
+            watch.resync()
             await self.ctx.on_submitted(self.job)
             finished = await self.follow_to_end(watch)
         return await self.conclude(finished)

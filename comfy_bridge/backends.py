@@ -36,11 +36,21 @@ def backend_id_for(url: str) -> str:
 class Backend:
     """One ComfyUI server: its client, state, slots and capabilities."""
 
-    def __init__(self, url: str, *, slots: int, backend_id: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        slots: int,
+        backend_id: str | None = None,
+        bridge_id: str = "",
+    ) -> None:
         self.url = url.rstrip("/")
         self.id = backend_id or backend_id_for(self.url)
         self.slots = slots
-        self.client = ComfyClient(self.url, backend_id=self.id)
+        # The same socket id after a restart: a prompt submitted before it
+        # still sends its messages to us.
+        client_id = f"comfy-bridge-{bridge_id}-{self.id}" if bridge_id else None
+        self.client = ComfyClient(self.url, backend_id=self.id, client_id=client_id)
         self.state = BackendState.CONNECTING
         self.in_flight: set[str] = set()
         self.queue_remaining = 0
@@ -127,9 +137,15 @@ class BackendPool:
     """Every backend the bridge knows, and the probes that keep their state true."""
 
     def __init__(
-        self, *, slots: int, probe_interval_s: float, on_change: Callable[[], None]
+        self,
+        *,
+        slots: int,
+        probe_interval_s: float,
+        on_change: Callable[[], None],
+        bridge_id: str = "",
     ) -> None:
         self.slots = slots
+        self.bridge_id = bridge_id
         self.probe_interval_s = probe_interval_s
         self._on_change = on_change
         self._backends: dict[str, Backend] = {}
@@ -152,7 +168,12 @@ class BackendPool:
     async def add(
         self, url: str, *, slots: int | None = None, backend_id: str | None = None
     ) -> Backend:
-        backend = Backend(url, slots=slots or self.slots, backend_id=backend_id)
+        backend = Backend(
+            url,
+            slots=slots or self.slots,
+            backend_id=backend_id,
+            bridge_id=self.bridge_id,
+        )
         self._backends[backend.id] = backend
         await backend.client.start()
         self._probes[backend.id] = asyncio.create_task(

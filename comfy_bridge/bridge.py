@@ -90,6 +90,7 @@ class Bridge:
             slots=settings.backend_slots,
             probe_interval_s=settings.backend_probe_interval_s,
             on_change=self._backends_changed,
+            bridge_id=settings.bridge_id,
         )
         self.workflows = WorkflowRegistry(
             self.store, settings.workflows_dir, settings.alias_file

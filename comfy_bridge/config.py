@@ -8,6 +8,7 @@ of its JSON config file) are read as they are, so its users switch without edits
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tomllib
@@ -129,6 +130,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'bridge.sqlite3'}"
+
+    @property
+    def bridge_id(self) -> str:
+        """Stable for one bridge's data, different between bridges."""
+        return hashlib.sha256(self.database.encode()).hexdigest()[:12]
 
     @property
     def uploads_dir(self) -> Path:
