@@ -466,7 +466,10 @@ class Bridge:
             job.backend_id, job.prompt_id = backend.id, attempt.prompt_id
             await self._transition(job, JobStatus.DISPATCHING, attempt_started=True)
         limit = asyncio.get_running_loop().call_later(
-            self.settings.timeout_job_s, self._cancel_soon, job.id, "time_limit"
+            self.workflows.time_limit_s(job.workflow) or self.settings.timeout_job_s,
+            self._cancel_soon,
+            job.id,
+            "time_limit",
         )
         try:
             result = await (attempt.resume() if resume else attempt.run())

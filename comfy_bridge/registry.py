@@ -24,6 +24,7 @@ class _Source:
     description: str
     declarations: list[dict[str, Any]] = field(default_factory=list)
     thumbnail: bytes | None = None
+    time_limit_s: float | None = None
 
 
 class WorkflowRegistry:
@@ -42,7 +43,11 @@ class WorkflowRegistry:
     async def load(self, object_info: dict[str, Any]) -> None:
         for row in await self._store.workflows():
             self._stored[row.alias] = _Source(
-                row.graph, row.description, list(row.declarations), row.thumbnail
+                row.graph,
+                row.description,
+                list(row.declarations),
+                row.thumbnail,
+                row.time_limit_s,
             )
         self.refresh(object_info)
         logger.info("workflows loaded: %d", len(self._workflows))
@@ -90,6 +95,11 @@ class WorkflowRegistry:
             return None
         return Path(workflow.thumbnail).read_bytes()
 
+    def time_limit_s(self, alias: str) -> float | None:
+        """The operator's limit on this workflow's run time, if any."""
+        source = self._stored.get(alias)
+        return source.time_limit_s if source else None
+
     def editable(self, alias: str) -> bool:
         return alias not in self._directory or alias in self._stored
 
@@ -102,9 +112,10 @@ class WorkflowRegistry:
         declarations: list[dict[str, Any]],
         thumbnail: bytes | None,
         object_info: dict[str, Any],
+        time_limit_s: float | None = None,
     ) -> Workflow:
         """Add or replace a workflow; it is refused whole if it does not build."""
-        source = _Source(graph, description, declarations, thumbnail)
+        source = _Source(graph, description, declarations, thumbnail, time_limit_s)
         workflow = self._build(alias, source, object_info)
         await self._store.put_workflow(
             alias,
@@ -112,6 +123,7 @@ class WorkflowRegistry:
             graph=graph,
             declarations=declarations,
             thumbnail=thumbnail,
+            time_limit_s=time_limit_s,
         )
         self._stored[alias] = source
         self._workflows[alias] = workflow

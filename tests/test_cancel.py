@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import DEMO_MODEL, EXAMPLES, bridge, simulator
+from tests.processes import ADMIN_TOKEN, DEMO_MODEL, EXAMPLES, bridge, simulator
 from tests.test_e2e import wait_backends_up
 
 STEP_S = "0.2"
@@ -196,3 +197,21 @@ def test_a_queued_job_is_dropped_without_a_word_to_any_backend(
         assert stops(sim) == []
         with pytest.raises(AssertionError):
             prompt_id_of(sim, 12)
+
+
+def test_a_workflows_own_time_limit_cancels(tmp_path: Path) -> None:
+    graph = json.loads((EXAMPLES / "txt2img.json").read_text())
+    with cluster(tmp_path) as (client, _sim):
+        registered = client.put(
+            "/v1/workflows/quick",
+            json={"workflow": graph, "time_limit_s": 1},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        assert registered.status_code == 200, registered.text
+        body = {"workflow": "quick", "inputs": {"seed": 13, "steps": 50}}
+        job = client.post("/v1/jobs", json=body).json()
+
+        ended = wait_for(client, job["id"], "cancelled", "succeeded", "failed")
+
+        assert ended["status"] == "cancelled"
+        assert ended["error"]["reason"] == "time_limit"

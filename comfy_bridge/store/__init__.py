@@ -160,6 +160,7 @@ class Store:
         graph: dict[str, Any],
         declarations: Sequence[dict[str, Any]],
         thumbnail: bytes | None,
+        time_limit_s: float | None = None,
     ) -> None:
         async with self._session() as session:
             row = await session.get(WorkflowRow, alias)
@@ -170,6 +171,7 @@ class Store:
             row.graph = graph
             row.declarations = list(declarations)
             row.thumbnail = thumbnail
+            row.time_limit_s = time_limit_s
             row.updated_at_ms = now_ms()
 
     async def delete_workflow(self, alias: str) -> bool:

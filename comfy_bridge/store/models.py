@@ -63,6 +63,7 @@ class WorkflowRow(Base):
     graph: Mapped[dict[str, Any]]
     declarations: Mapped[list[Any]]
     thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
+    time_limit_s: Mapped[float | None]
     created_at_ms: Mapped[int]
     updated_at_ms: Mapped[int]
 

@@ -128,6 +128,9 @@ class WorkflowCreate(BaseModel):
         description="Inputs to expose besides those marked with _meta.apiinput.",
     )
     thumbnail: str | None = Field(None, description="A base64-encoded image.")
+    time_limit_s: float | None = Field(
+        None, gt=0, description="Cancel a job of this workflow running longer."
+    )
 
 
 class UploadPublic(BaseModel):

@@ -103,6 +103,7 @@ async def put_workflow(
         declarations=[d.model_dump(exclude_none=True) for d in body.inputs],
         thumbnail=_decode_thumbnail(body.thumbnail),
         object_info=bridge.pool.object_info(),
+        time_limit_s=body.time_limit_s,
     )
     return workflow_public(bridge, workflow)
 
