@@ -21,7 +21,7 @@ start) of the clients that did not burst. Then it runs ours once more and kills
 the 2x backend when half the jobs are done: every job must still succeed, none
 twice. The last line is JSON.
 
-    .venv/bin/python bench/scheduling.py [--step-seconds 0.03]
+    .venv/bin/python bench/scheduling.py [--step-seconds 0.025]
 """
 
 from __future__ import annotations
@@ -315,8 +315,8 @@ def metrics(run: Run, owners: dict[int, int]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--step-seconds", type=float, default=0.03)
-    parser.add_argument("--spread-seconds", type=float, default=4.5)
+    parser.add_argument("--step-seconds", type=float, default=0.025)
+    parser.add_argument("--spread-seconds", type=float, default=6.5)
     args = parser.parse_args()
     jobs = load(args.spread_seconds)
     owners = {job.seed: job.client for job in jobs}
