@@ -18,6 +18,8 @@ from comfy_bridge.workflows import model_files
 logger = logging.getLogger(__name__)
 
 PROBE_BACKOFF_MAX_S = 60.0
+# Failures in a row, of jobs that succeed elsewhere, before a backend is used last.
+DEGRADED_AFTER = 3
 
 
 class BackendState(enum.StrEnum):
@@ -59,6 +61,8 @@ class Backend:
         self.system_stats: dict[str, Any] = {}
         self.failures = 0
         self.jobs_done = 0
+        # Jobs that failed here in a row while their workflow succeeds elsewhere.
+        self.strikes = 0
         # What placement knows of the work in hand: each bound job's workflow
         # and when it was bound, when the backend last finished one, and the
         # checkpoint the newest job loads (the one that stays loaded).
@@ -115,6 +119,27 @@ class Backend:
         logger.info("backend %s %s -> %s%s", self.id, old, state, suffix)
         return True
 
+    @property
+    def degraded(self) -> bool:
+        return self.strikes >= DEGRADED_AFTER
+
+    def struck(self) -> None:
+        """A job failed here whose workflow succeeds on other backends."""
+        self.strikes += 1
+        if self.strikes == DEGRADED_AFTER:
+            logger.info(
+                "backend %s degraded: %d jobs in a row failed here that succeed "
+                "elsewhere; it is used last",
+                self.id,
+                self.strikes,
+            )
+
+    def succeeded(self) -> None:
+        if self.degraded:
+            logger.info("backend %s no longer degraded", self.id)
+        self.strikes = 0
+        self.jobs_done += 1
+
     def public(self) -> dict[str, Any]:
         devices = self.system_stats.get("devices") or [{}]
         return {
@@ -130,6 +155,7 @@ class Backend:
             "vram_total": devices[0].get("vram_total"),
             "vram_free": devices[0].get("vram_free"),
             "jobs_done": self.jobs_done,
+            "degraded": self.degraded,
         }
 
 

@@ -261,6 +261,7 @@ class BackendView:
     busy_s: float = 0.0
     in_flight: int = 0
     checkpoint: str | None = None
+    degraded: bool = False
 
 
 @dataclass
@@ -320,15 +321,21 @@ class Placement:
             if not any(free.values()):
                 break
 
-            def finish(b: BackendView, job: QueuedJob = job) -> tuple[float, bool, str]:
+            # A degraded backend is used last: only while no sound one has room.
+            sound_free = any(free[b.id] > 0 and not b.degraded for b in eligible)
+
+            def finish(
+                b: BackendView, job: QueuedJob = job, sound_free: bool = sound_free
+            ) -> tuple[bool, float, bool, str]:
                 switch = job.checkpoint is not None and loaded[b.id] != job.checkpoint
                 # Among equals, load into an empty backend rather than evict.
                 evicts = switch and loaded[b.id] is not None
                 run_s = self.runtimes.estimate(job.workflow, b.id)
-                return busy[b.id] + run_s + self.switch_s * switch, evicts, b.id
+                finish_s = busy[b.id] + run_s + self.switch_s * switch
+                return b.degraded and sound_free, finish_s, evicts, b.id
 
             best = min(eligible, key=finish)
-            busy[best.id] = finish(best)[0]
+            busy[best.id] = finish(best)[1]
             loaded[best.id] = job.checkpoint or loaded[best.id]
             if free[best.id] > 0:
                 free[best.id] -= 1

@@ -54,6 +54,7 @@ def backend(
     nodes: frozenset[str] = BASIC,
     checkpoint: str | None = None,
     in_flight: int = 0,
+    degraded: bool = False,
 ) -> BackendView:
     capabilities = Capabilities(node_classes=nodes, models=models, known=True)
     return BackendView(
@@ -63,6 +64,7 @@ def backend(
         busy_s=busy_s,
         in_flight=in_flight,
         checkpoint=checkpoint,
+        degraded=degraded,
     )
 
 
@@ -224,6 +226,15 @@ def test_an_idle_backend_takes_a_job_before_a_busy_one() -> None:
     )
 
     assert plan.bindings == [("j", "b2")]
+
+
+def test_a_degraded_backend_is_used_last() -> None:
+    # Faster on paper, but it keeps failing jobs that succeed elsewhere.
+    backends = [backend("liar", degraded=True), backend("sound", free_slots=1)]
+
+    plan = placement(liar=1.0, sound=5.0).plan([job("a"), job("b")], backends, 0.0)
+
+    assert plan.bindings == [("a", "sound"), ("b", "liar")]
 
 
 def test_late_binding_waits_for_a_much_faster_backend() -> None:
