@@ -32,12 +32,14 @@ from comfy_bridge.exceptions import (
     JobNotFound,
     JobStateConflict,
     NoBackendAvailable,
+    OutputExpired,
     OutputNotFound,
     Unrunnable,
     UnsafeFile,
     UploadNotFound,
     WorkflowNotFound,
 )
+from comfy_bridge.files import Files, Retention
 from comfy_bridge.jobs import Job, JobOutput, JobStatus, new_job_id, now_ms
 from comfy_bridge.registry import WorkflowRegistry
 from comfy_bridge.safety import SafetyPolicy, read_multipart
@@ -121,6 +123,15 @@ class Bridge:
         self.state_file = (
             StateFile(settings.state_file) if settings.state_file else None
         )
+        self.files = Files(settings.uploads_dir, settings.outputs_dir)
+        self.retention = Retention(
+            self.store,
+            self.files,
+            outputs_s=settings.retention_outputs_s,
+            uploads_s=settings.retention_uploads_s,
+            interval_s=settings.retention_sweep_interval_s,
+            referenced=self._referenced_uploads,
+        )
         self.accepting = False
         self._active: dict[str, Job] = {}
         self._attempts: dict[str, Attempt] = {}
@@ -130,12 +141,13 @@ class Bridge:
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._leases: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._known_capabilities = 0
 
     async def start(self) -> None:
-        for directory in (self.settings.uploads_dir, self.settings.outputs_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+        self.files.prepare()
         await self.store.open()
+        await self.retention.remove_leftovers()
         await self.workflows.load(self.pool.object_info())
         for url in self.settings.backends:
             await self.pool.add(url)
@@ -146,6 +158,7 @@ class Bridge:
         await self._seed_generations()
         self._dispatcher = asyncio.create_task(self._dispatch_forever())
         self._leases = asyncio.create_task(self._expire_leases_forever())
+        self._sweeper = asyncio.create_task(self.retention.sweep_forever())
         self.accepting = True
         logger.info(
             "bridge started: %d backends, %d workflows, %d jobs waiting",
@@ -156,7 +169,7 @@ class Bridge:
 
     async def aclose(self) -> None:
         self.accepting = False
-        for loop_task in (self._dispatcher, self._leases):
+        for loop_task in (self._dispatcher, self._leases, self._sweeper):
             if loop_task is not None:
                 loop_task.cancel()
         running = list(self._tasks.values())
@@ -214,7 +227,6 @@ class Bridge:
             raise NoBackendAvailable("the bridge is shutting down")
         workflow = self.workflows.get(alias)
         values = validate_values(workflow, inputs)
-        await self._check_uploads(workflow, values)
         needs = self._needs(workflow, values)
         self._check_runnable(alias, needs)
         job = Job(
@@ -224,10 +236,13 @@ class Bridge:
             priority=priority,
             lease_s=lease_s,
         )
-        await self.store.insert_job(job, counter=GENERATIONS)
+        # From the check to the record: no sweep may delete an upload between.
+        async with self.retention.lock:
+            await self._check_uploads(workflow, values)
+            await self.store.insert_job(job, counter=GENERATIONS)
+            self._active[job.id] = job
         if self.state_file is not None:
             await self.state_file.write_count(await self.generation_count())
-        self._active[job.id] = job
         self.queue.push(self._queued(job, needs))
         logger.info("job %s queued (workflow %s)", job.id, alias)
         self._publish_status(job)
@@ -442,7 +457,10 @@ class Bridge:
             # A fault of ours must still end the job, never leave it hanging.
             logger.exception("job %s: attempt failed unexpectedly", job.id)
             error = {"code": "internal_error", "message": "the bridge failed this job"}
-            await self._finish(job, JobStatus.FAILED, error=error)
+            # Its attempt row, if it got one, ends in the same write.
+            started = job.status in (JobStatus.DISPATCHING, JobStatus.RUNNING)
+            ended = ("failed", "internal_error") if started else None
+            await self._finish(job, JobStatus.FAILED, error=error, attempt_ended=ended)
         finally:
             run_s = backend.release(job.id)
             if job.status is JobStatus.SUCCEEDED and job.backend_id == backend.id:
@@ -510,8 +528,6 @@ class Bridge:
         if result.outcome is Outcome.SUCCEEDED:
             attempt.backend.jobs_done += 1
             job.outputs = result.outputs
-            for output in job.outputs:
-                self.events.publish(job.id, {"type": "output", **output.public(job.id)})
             await self._finish(job, JobStatus.SUCCEEDED, attempt_ended=ended)
         elif result.outcome is Outcome.FAILED:
             await self._finish(
@@ -605,8 +621,38 @@ class Bridge:
             job.progress = 1.0
         await self._transition(job, status, attempt_ended=attempt_ended)
         self._active.pop(job.id, None)
+        if not self.settings.uploads_keep_after_job:
+            self._spawn(self._release_uploads(job))
+
+    async def _release_uploads(self, job: Job) -> None:
+        """Delete the files the job used, unless another job still needs them."""
+        try:
+            workflow = self.workflows.get(job.workflow)
+        except WorkflowNotFound:
+            return
+        upload_ids = {
+            str(job.inputs[spec.name])
+            for spec in workflow.inputs
+            if spec.type is InputType.IMAGE and job.inputs.get(spec.name)
+        }
+        if upload_ids:
+            freed = await self.retention.delete_uploads(upload_ids)
+            logger.debug("job %s: %d uploads deleted", job.id, freed.uploads)
+
+    def _referenced_uploads(self) -> set[str]:
+        # Any text value may be an upload id: keeping too much is harmless here.
+        return {
+            value
+            for job in self._active.values()
+            for value in job.inputs.values()
+            if isinstance(value, str)
+        }
 
     def _publish_status(self, job: Job) -> None:
+        # Told only once recorded, and before the last status ends the stream.
+        if job.status is JobStatus.SUCCEEDED:
+            for output in job.outputs:
+                self.events.publish(job.id, {"type": "output", **output.public(job.id)})
         event: dict[str, Any] = {"type": "status", "status": str(job.status)}
         if job.status.terminal:
             event["job"] = job.public()
@@ -616,7 +662,14 @@ class Bridge:
         if job.status is not JobStatus.SUCCEEDED or not 0 <= index < len(job.outputs):
             raise OutputNotFound(f"job {job.id} has no output {index}", job_id=job.id)
         output = job.outputs[index]
-        return output, Path(output.path)
+        path = Path(output.path)
+        if output.expired_at_ms or not path.is_file():
+            raise OutputExpired(
+                f"output {index} of job {job.id} was deleted after its retention "
+                f"time ({self.settings.retention_outputs_s:g} s)",
+                job_id=job.id,
+            )
+        return output, path
 
     async def receive_uploads(
         self,
@@ -663,7 +716,7 @@ class Bridge:
         row = await self.store.get_upload(upload_id)
         if row is None:
             raise UploadNotFound(f"no upload {upload_id!r}")
-        return self.settings.uploads_dir / row.filename
+        return self.files.upload_path(row.filename)
 
     async def add_backend(self, url: str, slots: int | None = None) -> Backend:
         if self.pool.find_url(url) is not None:

@@ -28,6 +28,7 @@ from pydantic_settings import (
 from comfy_bridge.scheduler import Policy
 
 MB = 1024 * 1024
+DAY_S = 24 * 3600.0
 
 DEFAULT_ALLOWED_TYPES: dict[str, list[str]] = {
     "image/png": [".png"],
@@ -110,6 +111,21 @@ class Settings(BaseSettings):
     )
     ws_cancel_grace_s: float = Field(
         3.0, ge=0, validation_alias=_alias("ws_cancel_grace_s")
+    )
+
+    # How long files stay; 0 keeps them forever. A job's record outlives them.
+    retention_outputs_s: float = Field(
+        7 * DAY_S, ge=0, validation_alias=_alias("retention_outputs_s")
+    )
+    retention_uploads_s: float = Field(
+        DAY_S, ge=0, validation_alias=_alias("retention_uploads_s")
+    )
+    retention_sweep_interval_s: float = Field(
+        60.0, gt=0, validation_alias=_alias("retention_sweep_interval_s")
+    )
+    # Off: a client's file is deleted once the last job using it ends.
+    uploads_keep_after_job: bool = Field(
+        False, validation_alias=_alias("uploads_keep_after_job")
     )
 
     @field_validator("backends", "cors_origins", mode="before")

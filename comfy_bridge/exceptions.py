@@ -21,6 +21,7 @@
     │   ├── UploadNotFound           (404)
     │   └── UnsafeFile               the safety check refused a file (4xx, code = rule)
     ├── OutputNotFound               (404)
+    ├── OutputExpired                retention deleted the file; the job stays (410)
     ├── Unauthorized                 missing or wrong token (401)
     └── Forbidden                    the caller may not do that (403)
 
@@ -162,6 +163,11 @@ class UnsafeFile(UploadError):
 class OutputNotFound(BridgeError):
     status_code = 404
     code = "output_not_found"
+
+
+class OutputExpired(BridgeError):
+    status_code = 410
+    code = "output_expired"
 
 
 class Unauthorized(BridgeError):

@@ -63,6 +63,8 @@ class JobOutput:
     content_type: str
     size: int
     path: str
+    # Set once retention deleted the file; the record stays.
+    expired_at_ms: int | None = None
 
     def public(self, job_id: str) -> dict[str, Any]:
         return {
@@ -73,6 +75,7 @@ class JobOutput:
             "content_type": self.content_type,
             "size": self.size,
             "url": f"/v1/jobs/{job_id}/outputs/{self.index}",
+            "expired_at_ms": self.expired_at_ms,
         }
 
 

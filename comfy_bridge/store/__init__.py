@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import delete, event, func, insert, select, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -211,6 +211,60 @@ class Store:
     async def get_upload(self, upload_id: str) -> UploadRow | None:
         async with self._session() as session:
             return await session.get(UploadRow, upload_id)
+
+    async def old_uploads(
+        self, before_ms: int, *, after: tuple[int, str] | None, limit: int
+    ) -> list[UploadRow]:
+        """Uploads made before `before_ms`, oldest first, from past `after`."""
+        query = select(UploadRow).where(UploadRow.created_at_ms < before_ms)
+        if after is not None:
+            query = query.where(
+                tuple_(UploadRow.created_at_ms, UploadRow.id) > tuple_(*after)
+            )
+        query = query.order_by(UploadRow.created_at_ms, UploadRow.id).limit(limit)
+        async with self._session() as session:
+            return list((await session.execute(query)).scalars().all())
+
+    async def delete_uploads(self, upload_ids: Collection[str]) -> list[UploadRow]:
+        """Forget these uploads; returns the rows that were there."""
+        query = select(UploadRow).where(UploadRow.id.in_(upload_ids))
+        async with self._session() as session:
+            rows = list((await session.execute(query)).scalars().all())
+            await session.execute(delete(UploadRow).where(UploadRow.id.in_(upload_ids)))
+        return rows
+
+    async def upload_filenames(self) -> set[str]:
+        async with self._session() as session:
+            names = (await session.execute(select(UploadRow.filename))).scalars()
+            return set(names.all())
+
+    async def finished_jobs(
+        self,
+        since_ms: int,
+        before_ms: int,
+        *,
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[Job]:
+        """Jobs that ended in [since_ms, before_ms), in order, from past `after`."""
+        ended = JobRow.finished_at_ms
+        query = select(JobRow).where(ended >= since_ms, ended < before_ms)
+        if after is not None:
+            query = query.where(tuple_(ended, JobRow.id) > tuple_(*after))
+        query = query.order_by(ended, JobRow.id).limit(limit)
+        async with self._session() as session:
+            rows = (await session.execute(query)).scalars().all()
+        return [_job_from_row(row) for row in rows]
+
+    async def expire_outputs(self, job_ids: Collection[str], at_ms: int) -> None:
+        """Mark every output of these jobs as deleted by retention."""
+        query = select(JobRow).where(JobRow.id.in_(job_ids))
+        async with self._session() as session:
+            for row in (await session.execute(query)).scalars():
+                row.outputs = [
+                    {**output, "expired_at_ms": output.get("expired_at_ms") or at_ms}
+                    for output in row.outputs
+                ]
 
     async def counter(self, name: str) -> int:
         async with self._session() as session:

@@ -42,6 +42,8 @@ class OutputPublic(BaseModel):
     content_type: str
     size: int
     url: str
+    # When retention deleted the file: its url answers 410 from then on.
+    expired_at_ms: int | None = None
 
 
 class JobPublic(BaseModel):
@@ -159,6 +161,7 @@ class BackendPublic(BaseModel):
     vram_total: int | None = None
     vram_free: int | None = None
     jobs_done: int
+    degraded: bool = False
 
 
 class BackendsPublic(BaseModel):
