@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from comfy_bridge import __version__
 from comfy_bridge.api import errors, legacy
-from comfy_bridge.api.v1 import backends, jobs, uploads, workflows
+from comfy_bridge.api.v1 import backends, jobs, keys, uploads, workflows
 from comfy_bridge.bridge import Bridge
 from comfy_bridge.config import Settings
 
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
     errors.install(app)
-    for module in (workflows, uploads, jobs, backends):
+    for module in (workflows, uploads, jobs, backends, keys):
         app.include_router(module.router)
     app.include_router(legacy.router)
 

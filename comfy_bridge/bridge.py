@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, Coroutine
+from collections import Counter
+from collections.abc import AsyncIterable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from comfy_bridge.attempts import (
     Outcome,
     cancelled,
 )
+from comfy_bridge.auth import ADMIN_OWNER, Keys
 from comfy_bridge.backends import Backend, BackendPool, BackendState
 from comfy_bridge.config import Settings
 from comfy_bridge.events import EventHub
@@ -41,6 +43,7 @@ from comfy_bridge.exceptions import (
 )
 from comfy_bridge.files import Files, Retention
 from comfy_bridge.jobs import Job, JobOutput, JobStatus, new_job_id, now_ms
+from comfy_bridge.limits import ClientLimits, ClientLimitSettings
 from comfy_bridge.registry import WorkflowRegistry
 from comfy_bridge.safety import SafetyPolicy, read_multipart
 from comfy_bridge.safety.policy import SVG
@@ -120,6 +123,10 @@ class Bridge:
             switch_s=settings.placement_switch_s,
             wait_limit_s=settings.timeout_placement_s,
         )
+        self.keys = Keys(self.store, settings)
+        self.limits = ClientLimits(
+            client_limits(settings), exempt=frozenset({ADMIN_OWNER})
+        )
         self.state_file = (
             StateFile(settings.state_file) if settings.state_file else None
         )
@@ -160,6 +167,13 @@ class Bridge:
         self._leases = asyncio.create_task(self._expire_leases_forever())
         self._sweeper = asyncio.create_task(self.retention.sweep_forever())
         self.accepting = True
+        if self.settings.open:
+            logger.warning(
+                "OPEN MODE: anyone who can reach %s:%d runs workflows without a "
+                "key; for local use only",
+                self.settings.host,
+                self.settings.port,
+            )
         logger.info(
             "bridge started: %d backends, %d workflows, %d jobs waiting",
             len(self.pool),
@@ -225,6 +239,7 @@ class Bridge:
         """
         if not self.accepting:
             raise NoBackendAvailable("the bridge is shutting down")
+        self.limits.admit_job(owner, self._count(owner, {JobStatus.QUEUED}))
         workflow = self.workflows.get(alias)
         values = validate_values(workflow, inputs)
         needs = self._needs(workflow, values)
@@ -238,7 +253,7 @@ class Bridge:
         )
         # From the check to the record: no sweep may delete an upload between.
         async with self.retention.lock:
-            await self._check_uploads(workflow, values)
+            await self._check_uploads(workflow, values, owner)
             await self.store.insert_job(job, counter=GENERATIONS)
             self._active[job.id] = job
         if self.state_file is not None:
@@ -301,11 +316,15 @@ class Bridge:
         """Each backend with what it lacks to run the workflow (nothing: it can)."""
         return [(b, b.capabilities.missing(workflow.requirements)) for b in self.pool]
 
-    async def _check_uploads(self, workflow: Workflow, values: dict[str, Any]) -> None:
+    async def _check_uploads(
+        self, workflow: Workflow, values: dict[str, Any], owner: str | None
+    ) -> None:
+        # Someone else's upload is refused exactly like one that does not exist.
         for spec in workflow.inputs:
             upload_id = values.get(spec.name)
             if spec.type == "image" and upload_id:
-                if await self.store.get_upload(str(upload_id)) is None:
+                row = await self.store.get_upload(str(upload_id))
+                if row is None or row.owner != owner:
                     raise InputInvalid(
                         f"input {spec.name!r}: expected the id of an upload, "
                         f"got {upload_id!r}, which is no upload",
@@ -402,7 +421,8 @@ class Bridge:
         if not len(self.queue):
             return
         now = time.monotonic()
-        plan = self.placement.plan(self.queue.ordered(), self._views(now), now)
+        startable = self._startable(self.queue.ordered())
+        plan = self.placement.plan(startable, self._views(now), now)
         for job_id, backend_id in plan.bindings:
             backend = self.pool.get(backend_id)
             queued = self.queue.remove(job_id)
@@ -414,6 +434,28 @@ class Bridge:
         for job_id in plan.stranded:
             if self.queue.remove(job_id) is not None:
                 self._spawn(self._strand(self._active[job_id]))
+
+    def _startable(self, queued: Sequence[QueuedJob]) -> list[QueuedJob]:
+        """The queued jobs whose client is under its limit of running jobs."""
+        running = Counter(
+            job.owner
+            for job in self._active.values()
+            if job.status in (JobStatus.DISPATCHING, JobStatus.RUNNING)
+        )
+        startable = []
+        for job in queued:
+            if self.limits.may_start(job.client, running[job.client]):
+                # Counted as started, so one plan cannot bind past the limit.
+                running[job.client] += 1
+                startable.append(job)
+        return startable
+
+    def _count(self, owner: str | None, statuses: set[JobStatus]) -> int:
+        return sum(
+            1
+            for job in self._active.values()
+            if job.owner == owner and job.status in statuses
+        )
 
     def _views(self, now: float) -> list[BackendView]:
         return [
@@ -682,13 +724,16 @@ class Bridge:
     ) -> list[tuple[str, UploadRow]]:
         """Check a client's files while they stream in; keep them under our names."""
         limit = self.upload_policy.max_bytes * max_parts + MULTIPART_OVERHEAD
-        if content_length and content_length.isdigit() and int(content_length) > limit:
+        declared_text = content_length or ""
+        declared = int(declared_text) if declared_text.isdigit() else 0
+        if declared > limit:
             raise UnsafeFile(
                 "too_large",
                 f"the body is {content_length} bytes; at most "
                 f"{self.upload_policy.max_bytes} bytes a file are accepted",
                 status_code=413,
             )
+        self.limits.admit_upload(owner, declared)
         parts = await read_multipart(
             stream,
             content_type,
@@ -696,6 +741,7 @@ class Bridge:
             policy=self.upload_policy,
             max_parts=max_parts,
         )
+        self.limits.record_upload(owner, sum(checked.size for _, checked in parts))
         uploads = []
         for field_name, checked in parts:
             row = UploadRow(
@@ -773,3 +819,13 @@ class Bridge:
 
     def backends_up(self) -> int:
         return sum(1 for b in self.pool if b.state is BackendState.UP)
+
+
+def client_limits(settings: Settings) -> ClientLimitSettings:
+    return ClientLimitSettings(
+        jobs_per_minute=settings.limit_client_jobs_per_minute,
+        jobs_burst=settings.limit_client_jobs_burst,
+        queued_jobs=settings.limit_client_queued_jobs,
+        running_jobs=settings.limit_client_running_jobs,
+        upload_bytes_per_hour=settings.limit_client_upload_bytes_per_hour,
+    )

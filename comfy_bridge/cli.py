@@ -1,7 +1,8 @@
-"""The `comfy-bridge` command line: serve, demo, simulate, run, workflows."""
+"""The `comfy-bridge` command line: serve, demo, simulate, run, workflows, keys."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -10,10 +11,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
@@ -24,9 +25,11 @@ from rich.table import Table
 
 from comfy_bridge import logs
 from comfy_bridge.app import create_app
+from comfy_bridge.auth import Keys, Role, open_mode_refusal
 from comfy_bridge.config import Settings
 from comfy_bridge.editor_extension import app as editor_extension_app
 from comfy_bridge.simulator.cli import simulate
+from comfy_bridge.store import ApiKeyRow, Store
 
 app = typer.Typer(
     help="One front door for many ComfyUI servers.",
@@ -35,10 +38,16 @@ app = typer.Typer(
 )
 workflows_app = typer.Typer(help="List, show and add workflows.", no_args_is_help=True)
 app.add_typer(workflows_app, name="workflows")
+keys_app = typer.Typer(
+    help="Make, list and revoke API keys (in the configured store).",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
 app.add_typer(editor_extension_app, name="editor-extension")
 app.command(help="Serve a simulated ComfyUI backend.")(simulate)
 
 console = Console()
+T = TypeVar("T")
 DEMO_MODEL = "checkpoints/demo-sd15.safetensors"
 
 BridgeUrl = Annotated[
@@ -47,6 +56,10 @@ BridgeUrl = Annotated[
 AdminToken = Annotated[
     str | None,
     typer.Option("--token", envvar="BRIDGE_ADMIN_TOKEN", help="The admin token."),
+]
+ClientKey = Annotated[
+    str | None,
+    typer.Option("--key", envvar="BRIDGE_KEY", help="An API key (cb_…)."),
 ]
 
 
@@ -65,6 +78,10 @@ def serve(
 
 
 def _serve(settings: Settings) -> None:
+    refusal = open_mode_refusal(settings)
+    if refusal is not None:
+        console.print(f"[red]{refusal}[/]", soft_wrap=True)
+        raise typer.Exit(2)
     log_config = logs.configure(settings.log_level)
     uvicorn.run(
         create_app(settings),
@@ -95,6 +112,7 @@ def demo(
             alias_file=Path(str(examples / "workflow_alias.json")),
             data_dir=Path("var/demo"),
             admin_token=token,
+            open=True,
         )
         _print_welcome(settings, token)
         _serve(settings)
@@ -165,6 +183,9 @@ def _print_welcome(settings: Settings, token: str) -> None:
     console.print(f"  API docs:     {base}/docs")
     console.print(f"  workflows:    {base}/v1/workflows")
     console.print(f"  admin token:  {token}")
+    console.print(
+        "  [bold yellow]open mode[/]: on 127.0.0.1 anyone runs workflows without a key"
+    )
     console.print("  run a job:")
     console.print(
         f"    curl -s -X POST '{base}/v1/jobs?wait=30' "
@@ -186,10 +207,11 @@ def run(
     ] = [],  # noqa: B006
     out: Annotated[Path, typer.Option(help="Where to save the outputs.")] = Path("."),
     url: BridgeUrl = "http://127.0.0.1:8000",
+    key: ClientKey = None,
 ) -> None:
     """Run a workflow through a bridge, show its progress and save its outputs."""
     inputs = dict(_parse_value(item) for item in input_)
-    with httpx.Client(base_url=url, timeout=60) as client:
+    with httpx.Client(base_url=url, timeout=60, headers=_bearer(key)) as client:
         for name, path in (_split(item) for item in file):
             inputs[name] = _upload(client, Path(path))
         job = _check(
@@ -256,9 +278,11 @@ def _check_bytes(response: httpx.Response) -> bytes:
 
 
 @workflows_app.command("list")
-def workflows_list(url: BridgeUrl = "http://127.0.0.1:8000") -> None:
+def workflows_list(
+    url: BridgeUrl = "http://127.0.0.1:8000", key: ClientKey = None
+) -> None:
     """List the bridge's workflows."""
-    body = _check(httpx.get(f"{url}/v1/workflows", timeout=30))
+    body = _check(httpx.get(f"{url}/v1/workflows", timeout=30, headers=_bearer(key)))
     table = Table("alias", "inputs", "description")
     for workflow in body["workflows"]:
         names = ", ".join(spec["name"] for spec in workflow["inputs"])
@@ -267,9 +291,13 @@ def workflows_list(url: BridgeUrl = "http://127.0.0.1:8000") -> None:
 
 
 @workflows_app.command("show")
-def workflows_show(alias: str, url: BridgeUrl = "http://127.0.0.1:8000") -> None:
+def workflows_show(
+    alias: str, url: BridgeUrl = "http://127.0.0.1:8000", key: ClientKey = None
+) -> None:
     """Show one workflow's inputs."""
-    workflow = _check(httpx.get(f"{url}/v1/workflows/{alias}", timeout=30))
+    workflow = _check(
+        httpx.get(f"{url}/v1/workflows/{alias}", timeout=30, headers=_bearer(key))
+    )
     table = Table("input", "type", "default", "bounds / choices", "title")
     for spec in workflow["inputs"]:
         bounds = spec["choices"] or [spec["minimum"], spec["maximum"]]
@@ -294,13 +322,72 @@ def workflows_add(
 ) -> None:
     """Register (or replace) a workflow on a bridge."""
     body = {"workflow": json.loads(path.read_text()), "description": description}
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = _bearer(token)
     workflow = _check(
         httpx.put(f"{url}/v1/workflows/{alias}", json=body, headers=headers, timeout=30)
     )
     console.print(
         f"registered {workflow['alias']} with {len(workflow['inputs'])} inputs"
     )
+
+
+def _bearer(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Whose key it is.")],
+    role: Annotated[Role, typer.Option(help="client or admin.")] = Role.CLIENT,
+) -> None:
+    """Make a key and print it: it is shown this once, and stored only hashed."""
+    made = asyncio.run(_with_keys(lambda keys: keys.create(name, role)))
+    console.print(f"key {made.row.id} ({made.row.name}, {made.row.role}):")
+    print(made.secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the keys (never their secrets)."""
+    rows = asyncio.run(_with_keys(lambda keys: keys.store.keys()))
+    table = Table("id", "name", "role", "created", "last used", "revoked")
+    for row in rows:
+        table.add_row(
+            row.id,
+            row.name,
+            row.role,
+            _when(row.created_at_ms),
+            _when(row.last_used_at_ms),
+            "yes" if row.revoked else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key; a running bridge refuses it from its next request."""
+    row: ApiKeyRow | None = asyncio.run(_with_keys(lambda keys: keys.revoke(key_id)))
+    if row is None:
+        console.print(f"[red]no key {key_id!r}[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked key {row.id} ({row.name})")
+
+
+async def _with_keys(action: Callable[[Keys], Awaitable[T]]) -> T:
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database)
+    try:
+        await store.open()
+        return await action(Keys(store, settings))
+    finally:
+        await store.aclose()
+
+
+def _when(at_ms: int | None) -> str:
+    if at_ms is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at_ms / 1000))
 
 
 def main() -> None:

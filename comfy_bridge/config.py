@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), validation_alias=_alias("data_dir"))
     database_url: str | None = Field(None, validation_alias=_alias("database_url"))
     admin_token: str | None = Field(None, validation_alias=_alias("admin_token"))
+    # Open mode: callers without a key are anonymous clients. For local use; a
+    # bind that is not loopback refuses it unless `open_public` forces it.
+    open: bool = Field(False, validation_alias=_alias("open"))
+    open_public: bool = Field(False, validation_alias=_alias("open_public"))
     log_level: str = Field("INFO", validation_alias=_alias("log_level"))
     # Browser origins allowed to call the API, such as a ComfyUI editor that
     # publishes workflows with the editor extension; none unless listed.
@@ -93,6 +97,22 @@ class Settings(BaseSettings):
     limit_pixels: int = Field(64_000_000, gt=0, validation_alias=_alias("limit_pixels"))
     limit_frames: int = Field(1_000, gt=0, validation_alias=_alias("limit_frames"))
     limit_attempts: int = Field(3, ge=1, validation_alias=_alias("limit_attempts"))
+    # Per client (per key; 0: no limit). The admin token is never limited.
+    limit_client_jobs_per_minute: float = Field(
+        60.0, ge=0, validation_alias=_alias("limit_client_jobs_per_minute")
+    )
+    limit_client_jobs_burst: int = Field(
+        0, ge=0, validation_alias=_alias("limit_client_jobs_burst")
+    )
+    limit_client_queued_jobs: int = Field(
+        20, ge=0, validation_alias=_alias("limit_client_queued_jobs")
+    )
+    limit_client_running_jobs: int = Field(
+        4, ge=0, validation_alias=_alias("limit_client_running_jobs")
+    )
+    limit_client_upload_bytes_per_hour: int = Field(
+        1024 * MB, ge=0, validation_alias=_alias("limit_client_upload_bytes_per_hour")
+    )
     allowed_types: dict[str, list[str]] = Field(
         default_factory=lambda: dict(DEFAULT_ALLOWED_TYPES),
         validation_alias=_alias("allowed_types"),

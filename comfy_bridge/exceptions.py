@@ -23,7 +23,9 @@
     ├── OutputNotFound               (404)
     ├── OutputExpired                retention deleted the file; the job stays (410)
     ├── Unauthorized                 missing or wrong token (401)
-    └── Forbidden                    the caller may not do that (403)
+    ├── KeyNotFound                  no API key with that id (404)
+    ├── Forbidden                    the caller may not do that (403)
+    └── RateLimited                  over a client limit; says when to retry (429)
 
 `comfy/` translates the HTTP client's errors into the BackendError family; the API
 renders every BridgeError in one place (`api/errors.py`).
@@ -178,3 +180,19 @@ class Unauthorized(BridgeError):
 class Forbidden(BridgeError):
     status_code = 403
     code = "forbidden"
+
+
+class KeyNotFound(BridgeError):
+    status_code = 404
+    code = "key_not_found"
+
+
+class RateLimited(BridgeError):
+    """Over one of the client's limits; `retry_after_s` says when to try again."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after_s: float, limit: str) -> None:
+        super().__init__(detail, limit=limit)
+        self.retry_after_s = retry_after_s

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from tests.processes import EXAMPLES, running
+from tests.processes import EXAMPLES, OPEN_UNLIMITED, running
 
 CONFIG = {
     "LOGGING_LEVEL": "DEBUG",
@@ -112,8 +112,13 @@ def legacy_bridge(directory: Path) -> Iterator[str]:
         line.split("=", 1) for line in (directory / ".env").read_text().splitlines()
     )
     url = f"http://{env['HOST']}:{env['PORT']}"
+    # The original bridge had no keys: its tests run in open mode.
     with running(
-        ["serve"], f"{url}/healthz", cwd=directory, log_path=directory / "bridge.log"
+        ["serve"],
+        f"{url}/healthz",
+        env=OPEN_UNLIMITED,
+        cwd=directory,
+        log_path=directory / "bridge.log",
     ):
         wait_ready(url)
         yield url

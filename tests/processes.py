@@ -120,7 +120,11 @@ def bridge_process(
     log_path: Path | None = None,
     port: int | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`bridge`, yielding the process too (for its PID)."""
+    """`bridge`, yielding the process too (for its PID).
+
+    Open mode without client limits unless `env` says otherwise: most tests
+    are about something else than keys.
+    """
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     settings = {
@@ -128,6 +132,7 @@ def bridge_process(
         "BRIDGE_DATA_DIR": str(data_dir),
         "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
         "BRIDGE_LOG_LEVEL": "DEBUG",
+        **OPEN_UNLIMITED,
         **(env or {}),
     }
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -142,5 +147,12 @@ def bridge_process(
 
 
 ADMIN_TOKEN = "test-admin-token"
+OPEN_UNLIMITED = {
+    "BRIDGE_OPEN": "true",
+    "BRIDGE_LIMIT_CLIENT_JOBS_PER_MINUTE": "0",
+    "BRIDGE_LIMIT_CLIENT_QUEUED_JOBS": "0",
+    "BRIDGE_LIMIT_CLIENT_RUNNING_JOBS": "0",
+    "BRIDGE_LIMIT_CLIENT_UPLOAD_BYTES_PER_HOUR": "0",
+}
 EXAMPLES = ROOT / "comfy_bridge" / "examples" / "workflows"
 DEMO_MODEL = "checkpoints/demo-sd15.safetensors"

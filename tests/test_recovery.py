@@ -14,6 +14,7 @@ import httpx
 from tests.processes import (
     DEMO_MODEL,
     EXAMPLES,
+    OPEN_UNLIMITED,
     bridge,
     free_port,
     running,
@@ -69,6 +70,7 @@ def bridge_process(
         "BRIDGE_BACKENDS": ",".join(sims),
         "BRIDGE_DATA_DIR": str(data),
         "BRIDGE_ADMIN_TOKEN": "test-admin-token",
+        **OPEN_UNLIMITED,
         **ENV,
     }
     data.mkdir(parents=True, exist_ok=True)
@@ -185,3 +187,30 @@ def test_a_success_without_outputs_is_a_failure(tmp_path: Path) -> None:
     assert finished["status"] == "failed"
     assert finished["error"]["code"] == "no_outputs"
     assert finished["outputs"] == []
+
+
+def test_a_backend_that_keeps_failing_what_succeeds_elsewhere_is_used_last(
+    tmp_path: Path,
+) -> None:
+    env = {**ENV, "BRIDGE_BACKEND_SLOTS": "2"}
+    with (
+        simulator(*SIM_OPTIONS) as sound,
+        simulator(*SIM_OPTIONS, "--fault", "no-outputs") as liar,
+        bridge([sound, liar], tmp_path / "data", env=env) as url,
+    ):
+        wait_backends_up(url, 2)
+        admin = {"Authorization": "Bearer test-admin-token"}
+        for round_ in range(6):
+            ids = [submit(url, seed=100 + 4 * round_ + i, steps=1) for i in range(4)]
+            for job_id in ids:
+                wait_until(url, job_id, "succeeded", "failed")
+            backends = httpx.get(f"{url}/v1/backends", headers=admin).json()
+            if any(b["degraded"] for b in backends["backends"]):
+                break
+        [degraded] = [b for b in backends["backends"] if b["degraded"]]
+        assert degraded["url"] == liar
+
+        after = [submit(url, seed=200 + i, steps=1) for i in range(2)]
+        ended = [wait_until(url, job_id, "succeeded", "failed") for job_id in after]
+
+    assert [j["status"] for j in ended] == ["succeeded", "succeeded"]

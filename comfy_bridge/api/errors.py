@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from comfy_bridge.exceptions import BridgeError
+from comfy_bridge.exceptions import BridgeError, RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +26,16 @@ async def bridge_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BridgeError)
     if exc.status_code >= 500:
         logger.warning("%s: %s", exc.code, exc.detail)
-    headers = {"Retry-After": "5"} if exc.status_code == 503 else None
-    return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
+    return JSONResponse(
+        error_body(exc), status_code=exc.status_code, headers=retry_after(exc)
+    )
+
+
+def retry_after(exc: BridgeError) -> dict[str, str] | None:
+    """When to try again: a client limit knows; an unavailable bridge guesses."""
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return {"Retry-After": "5"} if exc.status_code == 503 else None
 
 
 def install(app: FastAPI) -> None:

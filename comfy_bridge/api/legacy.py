@@ -2,8 +2,12 @@
 
 A client's `clientId` is its session: its uploads, its one generation, its
 progress and its results. The store maps a clientId to its job until the
-results are fetched; the job itself is an ordinary job owned by
-`legacy:<clientId>`, scheduled, checked and cancelled like any other.
+results are fetched; the job itself is an ordinary job of the caller's key,
+scheduled, limited, checked and cancelled like any other.
+
+The routes follow the same rules as v1: a key as a bearer token or as
+`?token=`, unless the bridge runs in open mode. A clientId is looked up within
+the caller's own sessions, so two keys never see each other's clientIds.
 """
 
 from __future__ import annotations
@@ -21,15 +25,20 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.websockets import WebSocketDisconnect
 
-from comfy_bridge.api.deps import BridgeDep
+from comfy_bridge.api import errors
+from comfy_bridge.api.deps import BridgeDep, LegacyClientDep, SocketClientDep
 from comfy_bridge.api.legacy_results import base64_body, multipart_body
+from comfy_bridge.auth import Principal
 from comfy_bridge.bridge import Bridge
 from comfy_bridge.events import Subscription
 from comfy_bridge.exceptions import (
     BridgeError,
+    Forbidden,
     InputInvalid,
     JobNotFound,
     JobStateConflict,
+    RateLimited,
+    Unauthorized,
     UnsafeFile,
 )
 from comfy_bridge.jobs import Job, JobStatus
@@ -49,7 +58,8 @@ DONE = "Execution is done"
 
 class LegacyRoute(APIRoute):
     """Refusals answer 400 `{"detail"}`, as the original bridge's did; a file the
-    safety check refused also names its rule as `code`."""
+    safety check refused also names its rule as `code`. Refusals the original
+    never made (no key, not allowed, over a limit) keep their own status."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -57,6 +67,8 @@ class LegacyRoute(APIRoute):
         async def refusing_handler(request: Request) -> Response:
             try:
                 return await handler(request)
+            except (Unauthorized, Forbidden, RateLimited) as exc:
+                return await errors.bridge_error(request, exc)
             except BridgeError as exc:
                 if exc.status_code >= 500:
                     logger.warning("%s: %s", exc.code, exc.detail)
@@ -83,24 +95,28 @@ async def greeting() -> str:
 
 
 @router.websocket("/ws")
-async def progress_socket(websocket: WebSocket, client_id: ClientId) -> None:
+async def progress_socket(
+    websocket: WebSocket, client_id: ClientId, client: SocketClientDep
+) -> None:
     """Progress of the clientId's generation; closing it cancels the work.
 
     The socket may open before the generation is requested.
     """
     bridge: Bridge = websocket.app.state.bridge
-    await websocket.accept()
+    session = _session(client, client_id)
     await websocket.send_json(_message("connected", f"connected / {client_id}"))
-    if await _followed_to_the_end(websocket, bridge, client_id):
+    if await _followed_to_the_end(websocket, bridge, session):
         await websocket.close(code=1000)
         return
-    job = await _job_of(bridge, client_id)
+    job = await _job_of(bridge, session)
     if job is not None and not job.status.terminal:
         bridge.abandoned(job.id)
 
 
 @router.get("/workflow-list")
-async def workflow_list(bridge: BridgeDep) -> list[dict[str, Any]]:
+async def workflow_list(
+    bridge: BridgeDep, _client: LegacyClientDep
+) -> list[dict[str, Any]]:
     """The registered workflows: alias, file, description and thumbnail (base64)."""
     return [
         {
@@ -115,7 +131,9 @@ async def workflow_list(bridge: BridgeDep) -> list[dict[str, Any]]:
 
 @router.get("/workflow-info")
 async def workflow_info(
-    bridge: BridgeDep, alias: Annotated[str, Query(alias="workflow")]
+    bridge: BridgeDep,
+    _client: LegacyClientDep,
+    alias: Annotated[str, Query(alias="workflow")],
 ) -> dict[str, dict[str, Any]]:
     """A workflow's exposed inputs, keyed `<node id>/<input name>`."""
     workflow = bridge.workflows.get(alias)
@@ -133,7 +151,7 @@ async def workflow_info(
 
 @router.post("/upload")
 async def upload(
-    request: Request, bridge: BridgeDep, client_id: ClientId
+    request: Request, bridge: BridgeDep, client: LegacyClientDep, client_id: ClientId
 ) -> dict[str, str]:
     """Check and keep the client's files; each part's field name is its identifier."""
     uploads = await bridge.receive_uploads(
@@ -141,7 +159,7 @@ async def upload(
         content_type=request.headers.get("content-type", ""),
         content_length=request.headers.get("content-length"),
         max_parts=MAX_UPLOAD_PARTS,
-        owner=_owner(client_id),
+        owner=client.owner,
     )
     return {identifier: _saved_name(row) for identifier, row in uploads}
 
@@ -149,6 +167,7 @@ async def upload(
 @router.post("/generate-based-workflow")
 async def generate(
     bridge: BridgeDep,
+    client: LegacyClientDep,
     client_id: ClientId,
     body: Annotated[dict[str, Any], Body()],
 ) -> dict[str, str]:
@@ -158,64 +177,78 @@ async def generate(
     if not isinstance(alias, str):
         raise InputInvalid("expected the workflow's alias under 'workflow'")
     workflow = bridge.workflows.get(alias)
-    await _check_no_generation_running(bridge, client_id)
+    session = _session(client, client_id)
+    await _check_no_generation_running(bridge, session, client_id)
     job = await bridge.submit(
-        alias, _with_upload_ids(workflow, values), owner=_owner(client_id)
+        alias, _with_upload_ids(workflow, values), owner=client.owner
     )
-    await bridge.store.bind_legacy_client(client_id, job.id)
+    await bridge.store.bind_legacy_client(session, job.id)
     return {"detail": f"queued / {_queue_length(bridge)}"}
 
 
 @router.get("/execution-info")
-async def execution_info(bridge: BridgeDep, client_id: ClientId) -> Message:
+async def execution_info(
+    bridge: BridgeDep, client: LegacyClientDep, client_id: ClientId
+) -> Message:
     """The latest progress message of the clientId's generation."""
-    return job_message(await _require_job(bridge, client_id))
+    return job_message(await _require_job(bridge, client, client_id))
 
 
 @router.get("/history")
 async def history(
     bridge: BridgeDep,
+    client: LegacyClientDep,
     client_id: ClientId,
     res_type: Annotated[
         Literal["multipart", "base64"], Query(alias="resType")
     ] = "multipart",
 ) -> Response:
     """The generation's files; the clientId is released once they are sent."""
-    job = await _job_of(bridge, client_id)
+    session = _session(client, client_id)
+    job = await _job_of(bridge, session)
     if job is None:
         return Response(status_code=204)
-    await _check_finished(bridge, client_id, job)
+    await _check_finished(bridge, session, client_id, job)
     if res_type == "base64":
         body, content_type = base64_body(job.outputs), "application/json"
     else:
         body, content_type = multipart_body(job.outputs)
-    released = _then_release(body, bridge, client_id)
+    released = _then_release(body, bridge, session)
     return StreamingResponse(released, media_type=content_type)
 
 
 @router.get("/generation-count")
-async def generation_count(bridge: BridgeDep) -> int:
+async def generation_count(bridge: BridgeDep, _client: LegacyClientDep) -> int:
     """Generations queued since the first start, kept across restarts."""
     return await bridge.generation_count()
 
 
 @router.post("/free")
-async def free(bridge: BridgeDep, client_id: OptionalClientId = None) -> Message:
-    """Ask the clientId's backend, or every backend, to free its memory."""
+async def free(
+    bridge: BridgeDep, client: LegacyClientDep, client_id: OptionalClientId = None
+) -> Message:
+    """Ask the clientId's backend, or every backend, to free its memory.
+
+    Every backend: an admin, or anyone in open mode (the original's trust).
+    """
     if client_id is None:
+        if not (client.is_admin or bridge.settings.open):
+            raise Forbidden("freeing every backend needs an admin key")
         await bridge.free_memory()
         return {"detail": "server memory free now / ALL"}
-    jobs, _ = await bridge.store.list_jobs(owner=_owner(client_id), limit=1)
-    if not jobs or jobs[0].backend_id is None:
+    job = await _job_of(bridge, _session(client, client_id))
+    if job is None or job.backend_id is None:
         raise JobNotFound(f"no backend has run a generation of clientId {client_id}")
-    await bridge.free_memory(jobs[0].backend_id)
+    await bridge.free_memory(job.backend_id)
     return {"detail": f"server memory free now / {client_id}"}
 
 
 @router.post("/interrupt")
-async def interrupt(bridge: BridgeDep, client_id: ClientId) -> Message:
+async def interrupt(
+    bridge: BridgeDep, client: LegacyClientDep, client_id: ClientId
+) -> Message:
     """Cancel the clientId's generation, queued or running."""
-    job = await _require_job(bridge, client_id)
+    job = await _require_job(bridge, client, client_id)
     await bridge.cancel(job.id, reason="client")
     return {"detail": f"generation interrupted / {client_id}"}
 
@@ -233,10 +266,10 @@ def job_message(job: Job) -> Message:
 
 
 async def _followed_to_the_end(
-    websocket: WebSocket, bridge: Bridge, client_id: str
+    websocket: WebSocket, bridge: Bridge, session: str
 ) -> bool:
     """Send progress until the generation ends; False if the client left first."""
-    follow = asyncio.create_task(_follow(websocket, bridge, client_id))
+    follow = asyncio.create_task(_follow(websocket, bridge, session))
     gone = asyncio.create_task(_until_disconnect(websocket))
     try:
         done, _ = await asyncio.wait(
@@ -255,8 +288,8 @@ async def _followed_to_the_end(
     return True
 
 
-async def _follow(websocket: WebSocket, bridge: Bridge, client_id: str) -> None:
-    job_id = await _await_generation(websocket, bridge, client_id)
+async def _follow(websocket: WebSocket, bridge: Bridge, session: str) -> None:
+    job_id = await _await_generation(websocket, bridge, session)
     with bridge.events.subscribe(job_id) as subscription:
         job = await bridge.get_job(job_id)
         sent = job_message(job)
@@ -274,14 +307,12 @@ async def _follow(websocket: WebSocket, bridge: Bridge, client_id: str) -> None:
         await websocket.send_json(_message("closed", "the connection closes"))
 
 
-async def _await_generation(
-    websocket: WebSocket, bridge: Bridge, client_id: str
-) -> str:
-    """The clientId's job id, heartbeating until the client asks for one."""
+async def _await_generation(websocket: WebSocket, bridge: Bridge, session: str) -> str:
+    """The session's job id, heartbeating until the client asks for one."""
     polls_a_beat = round(HEARTBEAT_S / POLL_S)
     polls = 0
     while True:
-        job_id = await bridge.store.legacy_job_id(client_id)
+        job_id = await bridge.store.legacy_job_id(session)
         if job_id is not None:
             return job_id
         if polls % polls_a_beat == 0:
@@ -306,8 +337,8 @@ async def _until_disconnect(websocket: WebSocket) -> None:
         pass
 
 
-async def _job_of(bridge: Bridge, client_id: str) -> Job | None:
-    job_id = await bridge.store.legacy_job_id(client_id)
+async def _job_of(bridge: Bridge, session: str) -> Job | None:
+    job_id = await bridge.store.legacy_job_id(session)
     if job_id is None:
         return None
     try:
@@ -316,15 +347,17 @@ async def _job_of(bridge: Bridge, client_id: str) -> Job | None:
         return None
 
 
-async def _require_job(bridge: Bridge, client_id: str) -> Job:
-    job = await _job_of(bridge, client_id)
+async def _require_job(bridge: Bridge, client: Principal, client_id: str) -> Job:
+    job = await _job_of(bridge, _session(client, client_id))
     if job is None:
         raise JobNotFound(f"clientId {client_id} has no generation")
     return job
 
 
-async def _check_no_generation_running(bridge: Bridge, client_id: str) -> None:
-    job = await _job_of(bridge, client_id)
+async def _check_no_generation_running(
+    bridge: Bridge, session: str, client_id: str
+) -> None:
+    job = await _job_of(bridge, session)
     if job is not None and not job.status.terminal:
         raise JobStateConflict(
             f"clientId {client_id} already has a generation ({job.status}); "
@@ -333,14 +366,16 @@ async def _check_no_generation_running(bridge: Bridge, client_id: str) -> None:
         )
 
 
-async def _check_finished(bridge: Bridge, client_id: str, job: Job) -> None:
+async def _check_finished(
+    bridge: Bridge, session: str, client_id: str, job: Job
+) -> None:
     if not job.status.terminal:
         raise JobStateConflict(
             f"the generation of clientId {client_id} is not done yet ({job.status})"
         )
     if job.status is not JobStatus.SUCCEEDED:
         # The work is over either way: the clientId is released with the news.
-        await bridge.store.release_legacy_client(client_id)
+        await bridge.store.release_legacy_client(session)
         raise JobStateConflict(
             f"the generation of clientId {client_id} ended {job.status}: "
             f"{job_message(job)['detail']}"
@@ -348,13 +383,13 @@ async def _check_finished(bridge: Bridge, client_id: str, job: Job) -> None:
 
 
 async def _then_release(
-    body: AsyncIterator[bytes], bridge: Bridge, client_id: str
+    body: AsyncIterator[bytes], bridge: Bridge, session: str
 ) -> AsyncIterator[bytes]:
     # Released before the body's end is sent, so a client that has read it
     # all finds the clientId gone; a transfer that breaks keeps it.
     async for chunk in body:
         yield chunk
-    await bridge.store.release_legacy_client(client_id)
+    await bridge.store.release_legacy_client(session)
 
 
 def _with_upload_ids(workflow: Workflow, values: dict[str, Any]) -> dict[str, Any]:
@@ -375,8 +410,9 @@ def _upload_id(saved_name: str) -> str:
     return saved_name.partition(".")[0]
 
 
-def _owner(client_id: str) -> str:
-    return f"legacy:{client_id}"
+def _session(client: Principal, client_id: str) -> str:
+    """A clientId within its caller's own sessions."""
+    return f"{client.owner}/{client_id}"
 
 
 def _queue_length(bridge: Bridge) -> int:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 
 from comfy_bridge.jobs import Job, JobOutput, JobStatus, now_ms
 from comfy_bridge.store.models import (
+    ApiKeyRow,
     AttemptRow,
     BackendRow,
     Base,
@@ -28,7 +29,7 @@ from comfy_bridge.store.models import (
     WorkflowRow,
 )
 
-__all__ = ["Store", "BackendRow", "UploadRow", "WorkflowRow"]
+__all__ = ["Store", "ApiKeyRow", "BackendRow", "UploadRow", "WorkflowRow"]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -303,6 +304,36 @@ class Store:
             row = await session.get(LegacyClientRow, client_id)
             if row is not None:
                 await session.delete(row)
+
+    async def add_key(self, row: ApiKeyRow) -> None:
+        async with self._session() as session:
+            session.add(row)
+
+    async def key_by_hash(self, key_hash: str) -> ApiKeyRow | None:
+        query = select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash)
+        async with self._session() as session:
+            return (await session.execute(query)).scalar_one_or_none()
+
+    async def keys(self) -> list[ApiKeyRow]:
+        query = select(ApiKeyRow).order_by(ApiKeyRow.created_at_ms)
+        async with self._session() as session:
+            return list((await session.execute(query)).scalars().all())
+
+    async def revoke_key(self, key_id: str) -> ApiKeyRow | None:
+        async with self._session() as session:
+            row = await session.get(ApiKeyRow, key_id)
+            if row is not None:
+                row.revoked = True
+            return row
+
+    async def touch_key(self, key_id: str, at_ms: int) -> None:
+        statement = (
+            update(ApiKeyRow)
+            .where(ApiKeyRow.id == key_id)
+            .values(last_used_at_ms=at_ms)
+        )
+        async with self._engine.begin() as connection:
+            await connection.execute(statement)
 
 
 async def _increment(connection: AsyncConnection, name: str, by: int) -> None:

@@ -105,3 +105,17 @@ class LegacyClientRow(Base):
     client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     job_id: Mapped[str] = mapped_column(String(64))
     created_at_ms: Mapped[int]
+
+
+class ApiKeyRow(Base):
+    """An API key: its SHA-256 only, never the key itself."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at_ms: Mapped[int]
+    last_used_at_ms: Mapped[int | None]
+    revoked: Mapped[bool] = mapped_column(default=False)

@@ -6,18 +6,19 @@ import asyncio
 import logging
 from typing import Annotated
 
-from fastapi import (
-    APIRouter,
-    Header,
-    Query,
-    WebSocket,
-    WebSocketDisconnect,
-    status,
-)
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import FileResponse, JSONResponse
 
-from comfy_bridge.api.deps import BridgeDep, ClientDep, allowed_priority
+from comfy_bridge.api.deps import (
+    CLOSE_NOT_FOUND,
+    BridgeDep,
+    ClientDep,
+    SocketClientDep,
+    allowed_priority,
+    owned_job,
+)
 from comfy_bridge.api.v1.schemas import JobCreate, JobPublic, JobsPublic
+from comfy_bridge.auth import Principal
 from comfy_bridge.bridge import Bridge
 from comfy_bridge.events import Subscription
 from comfy_bridge.exceptions import JobNotFound
@@ -35,14 +36,13 @@ async def create_job(
     bridge: BridgeDep,
     client: ClientDep,
     wait: Annotated[float, Query(ge=0, le=WAIT_MAX_S)] = 0,
-    authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """Queue a job; with `wait`, answer when it ends or the wait runs out."""
     job = await bridge.submit(
         body.workflow,
         body.inputs,
-        owner=client,
-        priority=allowed_priority(bridge, body.priority, authorization),
+        owner=client.owner,
+        priority=allowed_priority(client, body.priority),
         lease_s=body.lease_s,
     )
     if wait > 0:
@@ -56,14 +56,19 @@ async def create_job(
 @router.get("")
 async def list_jobs(
     bridge: BridgeDep,
+    client: ClientDep,
     status_: Annotated[str | None, Query(alias="status")] = None,
     workflow: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JobsPublic:
-    """List jobs, newest first."""
+    """List the caller's jobs (an admin: every job), newest first."""
     jobs, total = await bridge.store.list_jobs(
-        status=status_, workflow=workflow, limit=limit, offset=offset
+        owner=None if client.is_admin else client.owner,
+        status=status_,
+        workflow=workflow,
+        limit=limit,
+        offset=offset,
     )
     return JobsPublic(jobs=[JobPublic(**job.public()) for job in jobs], total=total)
 
@@ -72,25 +77,31 @@ async def list_jobs(
 async def get_job(
     job_id: str,
     bridge: BridgeDep,
+    client: ClientDep,
     wait: Annotated[float, Query(ge=0, le=WAIT_MAX_S)] = 0,
 ) -> JobPublic:
     """A job's status, progress, error and outputs."""
+    job = await owned_job(bridge, client, job_id)
     bridge.touch(job_id)
-    job = await bridge.wait(job_id, wait) if wait else await bridge.get_job(job_id)
+    if wait:
+        job = await bridge.wait(job_id, wait)
     return JobPublic(**job.public())
 
 
 @router.delete("/{job_id}")
-async def cancel_job(job_id: str, bridge: BridgeDep) -> JobPublic:
+async def cancel_job(job_id: str, bridge: BridgeDep, client: ClientDep) -> JobPublic:
     """Cancel a job: a queued one is dropped, a running one stopped on its backend."""
+    await owned_job(bridge, client, job_id)
     job = await bridge.cancel(job_id, reason="client")
     return JobPublic(**job.public())
 
 
 @router.get("/{job_id}/outputs/{index}", response_class=FileResponse)
-async def get_output(job_id: str, index: int, bridge: BridgeDep) -> FileResponse:
+async def get_output(
+    job_id: str, index: int, bridge: BridgeDep, client: ClientDep
+) -> FileResponse:
     """One output file of a finished job."""
-    job = await bridge.get_job(job_id)
+    job = await owned_job(bridge, client, job_id)
     output, path = bridge.output(job, index)
     return FileResponse(
         path,
@@ -101,23 +112,27 @@ async def get_output(job_id: str, index: int, bridge: BridgeDep) -> FileResponse
 
 
 @router.websocket("/{job_id}/events")
-async def job_events(websocket: WebSocket, job_id: str) -> None:
+async def job_events(
+    websocket: WebSocket, job_id: str, client: SocketClientDep
+) -> None:
     """Status, progress and output events of one job, ending with its last status.
 
     Closing the socket while the job runs cancels it, after a short grace in which
     the client may attach again.
     """
     bridge: Bridge = websocket.app.state.bridge
-    await websocket.accept()
     try:
-        await _stream_events(websocket, bridge, job_id)
+        await _stream_events(websocket, bridge, client, job_id)
     except JobNotFound as exc:
-        await websocket.close(code=4404, reason=exc.detail[:120])
+        await websocket.close(code=CLOSE_NOT_FOUND, reason=exc.detail[:120])
     except WebSocketDisconnect:
         bridge.abandoned(job_id)
 
 
-async def _stream_events(websocket: WebSocket, bridge: Bridge, job_id: str) -> None:
+async def _stream_events(
+    websocket: WebSocket, bridge: Bridge, client: Principal, job_id: str
+) -> None:
+    await owned_job(bridge, client, job_id)
     with bridge.events.subscribe(job_id) as subscription:
         job = await bridge.get_job(job_id)
         await websocket.send_json(

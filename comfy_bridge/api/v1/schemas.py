@@ -6,6 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from comfy_bridge.auth import Role
+from comfy_bridge.store import ApiKeyRow
+
 
 class JobCreate(BaseModel):
     workflow: str = Field(description="The alias of a registered workflow.")
@@ -166,3 +169,36 @@ class BackendPublic(BaseModel):
 
 class BackendsPublic(BaseModel):
     backends: list[BackendPublic]
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=128, description="Whose key it is.")
+    role: Role = Field(Role.CLIENT, description="`client` or `admin`.")
+
+
+class KeyPublic(BaseModel):
+    id: str
+    name: str
+    role: Role
+    created_at_ms: int
+    last_used_at_ms: int | None
+    revoked: bool
+
+    @classmethod
+    def of(cls, row: ApiKeyRow) -> KeyPublic:
+        return cls(
+            id=row.id,
+            name=row.name,
+            role=Role(row.role),
+            created_at_ms=row.created_at_ms,
+            last_used_at_ms=row.last_used_at_ms,
+            revoked=row.revoked,
+        )
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="The key itself; it is shown this once only.")
+
+
+class KeysPublic(BaseModel):
+    keys: list[KeyPublic]

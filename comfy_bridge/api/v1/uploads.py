@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 from fastapi.responses import FileResponse
 
-from comfy_bridge.api.deps import BridgeDep
+from comfy_bridge.api.deps import BridgeDep, ClientDep, owned_upload
 from comfy_bridge.api.v1.schemas import UploadPublic
-from comfy_bridge.exceptions import UploadError, UploadNotFound
+from comfy_bridge.exceptions import UploadError
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
@@ -30,13 +30,16 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
         }
     },
 )
-async def create_upload(request: Request, bridge: BridgeDep) -> UploadPublic:
+async def create_upload(
+    request: Request, bridge: BridgeDep, client: ClientDep
+) -> UploadPublic:
     """Upload a file (multipart field `file`); a job's file input takes its id."""
     uploads = await bridge.receive_uploads(
         request.stream(),
         content_type=request.headers.get("content-type", ""),
         content_length=request.headers.get("content-length"),
         max_parts=1,
+        owner=client.owner,
     )
     if [field for field, _ in uploads] != ["file"]:
         raise UploadError("expected one multipart field named 'file'")
@@ -51,11 +54,11 @@ async def create_upload(request: Request, bridge: BridgeDep) -> UploadPublic:
 
 
 @router.get("/{upload_id}/content", response_class=FileResponse)
-async def get_upload_content(upload_id: str, bridge: BridgeDep) -> FileResponse:
+async def get_upload_content(
+    upload_id: str, bridge: BridgeDep, client: ClientDep
+) -> FileResponse:
     """The file of an upload, as it passed the check."""
-    row = await bridge.store.get_upload(upload_id)
-    if row is None:
-        raise UploadNotFound(f"no upload {upload_id!r}")
+    row = await owned_upload(bridge, client, upload_id)
     # nosniff: browsers take the checked type, never guess another from the bytes.
     return FileResponse(
         bridge.settings.uploads_dir / row.filename,

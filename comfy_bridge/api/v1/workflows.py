@@ -8,7 +8,7 @@ import binascii
 import magic
 from fastapi import APIRouter, Response, status
 
-from comfy_bridge.api.deps import AdminDep, BridgeDep
+from comfy_bridge.api.deps import AdminDep, BridgeDep, ClientDep
 from comfy_bridge.api.v1.schemas import (
     InputPublic,
     MissingPublic,
@@ -54,7 +54,7 @@ def workflow_public(bridge: BridgeDep, workflow: Workflow) -> WorkflowPublic:
 
 
 @router.get("")
-async def list_workflows(bridge: BridgeDep) -> WorkflowsPublic:
+async def list_workflows(bridge: BridgeDep, _client: ClientDep) -> WorkflowsPublic:
     """List the workflows clients can run."""
     return WorkflowsPublic(
         workflows=[workflow_public(bridge, w) for w in bridge.workflows.all()]
@@ -62,7 +62,9 @@ async def list_workflows(bridge: BridgeDep) -> WorkflowsPublic:
 
 
 @router.get("/{alias}")
-async def get_workflow(alias: str, bridge: BridgeDep) -> WorkflowPublic:
+async def get_workflow(
+    alias: str, bridge: BridgeDep, _client: ClientDep
+) -> WorkflowPublic:
     """Describe one workflow: its inputs, bounds, JSON Schema and backends."""
     workflow = bridge.workflows.get(alias)
     public = workflow_public(bridge, workflow)
@@ -79,7 +81,7 @@ async def get_workflow(alias: str, bridge: BridgeDep) -> WorkflowPublic:
 
 
 @router.get("/{alias}/thumbnail", response_class=Response)
-async def get_thumbnail(alias: str, bridge: BridgeDep) -> Response:
+async def get_thumbnail(alias: str, bridge: BridgeDep, _client: ClientDep) -> Response:
     """The workflow's thumbnail image."""
     thumbnail = bridge.workflows.thumbnail(alias)
     if thumbnail is None:
