@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from comfy_bridge.exceptions import JobStateConflict
+from comfy_bridge.redaction import redact_values
 
 
 class JobStatus(enum.StrEnum):
@@ -133,7 +134,8 @@ class Job:
             "progress": round(self.progress, 4),
             "priority": self.priority,
             "inputs": self.inputs,
-            "error": self.error,
+            # A backend's message may name its address or its files.
+            "error": redact_values(self.error),
             "outputs": [output.public(self.id) for output in self.outputs],
             "attempts": self.attempts,
             "created_at_ms": self.created_at_ms,

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.leaks import Witness
 from tests.processes import (
     ADMIN_TOKEN,
     DEMO_MODEL,
@@ -25,6 +26,8 @@ from tests.processes import (
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 GRACE_S = 0.5
+# Every body and event the clients of this module are shown.
+WITNESS = Witness()
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,8 @@ def wait_backends_up(url: str, count: int, timeout_s: float = 20) -> None:
 
 @pytest.fixture
 def client(cluster: dict[str, Any]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=cluster["url"], timeout=60) as client:
+    hooks = {"response": [WITNESS.response]}
+    with httpx.Client(base_url=cluster["url"], timeout=60, event_hooks=hooks) as client:
         yield client
 
 
@@ -123,6 +127,8 @@ async def follow_events(url: str, job_id: str) -> list[dict[str, Any]]:
         async with session.ws_connect(ws_url) as ws:
             async for message in ws:
                 events.append(json.loads(message.data))
+    for event in events:
+        WITNESS.event(event)
     return events
 
 
@@ -379,3 +385,11 @@ def test_a_client_that_comes_back_within_the_grace_keeps_its_job(
 
     assert events[-1]["status"] == "succeeded"
     assert client.get(events[-1]["job"]["outputs"][0]["url"]).status_code == 200
+
+
+def test_no_client_was_shown_a_backend_address_or_path(
+    cluster: dict[str, Any],
+) -> None:
+    # Last in the module: it reads what every test above showed its client.
+    assert len(WITNESS.seen) > 50
+    assert WITNESS.leaks(cluster["simulators"], str(cluster["data"])) == []

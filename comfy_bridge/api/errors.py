@@ -9,7 +9,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from comfy_bridge.exceptions import BridgeError, RateLimited
+from comfy_bridge.exceptions import (
+    BackendError,
+    BridgeError,
+    PromptRejected,
+    RateLimited,
+)
+from comfy_bridge.redaction import redact_values
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +25,9 @@ def error_body(exc: BridgeError) -> dict[str, Any]:
     if exc.job_id:
         body["job_id"] = exc.job_id
     body.update({k: v for k, v in exc.extra.items() if v is not None})
+    # A backend's own words may name its address or its files.
+    if isinstance(exc, BackendError | PromptRejected):
+        return dict(redact_values(body))
     return body
 
 
