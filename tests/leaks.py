@@ -16,11 +16,12 @@ SIMULATOR_FILES = "comfy-bridge-sim-"
 class Witness:
     """Records client responses (not the operator's) and WebSocket events."""
 
-    def __init__(self) -> None:
+    def __init__(self, operator_token: str) -> None:
+        self.operator = f"Bearer {operator_token}"
         self.seen: list[str] = []
 
     def response(self, response: httpx.Response) -> None:
-        if "authorization" in response.request.headers:
+        if response.request.headers.get("authorization") == self.operator:
             return
         response.read()
         self.seen.append(json.dumps(dict(response.headers)))

@@ -409,7 +409,7 @@ def test_redaction_takes_out_addresses_and_paths() -> None:
 
 
 def test_the_witness_finds_a_backend_address() -> None:
-    witness = Witness()
+    witness = Witness(ADMIN_TOKEN)
     witness.event({"error": "lost http://127.0.0.1:45111"})
     witness.event({"status": "queued"})
 

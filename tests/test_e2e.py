@@ -27,7 +27,7 @@ from tests.processes import (
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 GRACE_S = 0.5
 # Every body and event the clients of this module are shown.
-WITNESS = Witness()
+WITNESS = Witness(ADMIN_TOKEN)
 
 
 @pytest.fixture(scope="module")
