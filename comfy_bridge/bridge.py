@@ -72,6 +72,9 @@ logger = logging.getLogger(__name__)
 GENERATIONS = "generations"
 # Placement runs on every change, and at least this often.
 PLAN_TICK_S = 1.0
+# Failures that say more about the backend than about the job, when the same
+# workflow succeeds on other backends.
+BACKEND_FAULTS = frozenset({"execution_error", "no_outputs", "unsafe_output"})
 # How often leases are checked: a lapsed one is noticed within this.
 LEASE_CHECK_S = 0.25
 # Room for multipart boundaries and part headers around the files themselves.
@@ -473,6 +476,7 @@ class Bridge:
                 ),
                 in_flight=len(b.in_flight),
                 checkpoint=b.checkpoint,
+                degraded=b.degraded,
             )
             for b in self.pool
             if b.state is BackendState.UP
@@ -568,10 +572,11 @@ class Bridge:
     async def _record(self, job: Job, attempt: Attempt, result: AttemptResult) -> None:
         ended = (str(result.outcome), (result.error or {}).get("message"))
         if result.outcome is Outcome.SUCCEEDED:
-            attempt.backend.jobs_done += 1
+            attempt.backend.succeeded()
             job.outputs = result.outputs
             await self._finish(job, JobStatus.SUCCEEDED, attempt_ended=ended)
         elif result.outcome is Outcome.FAILED:
+            self._judge_backend(job, attempt.backend, result.error or {})
             await self._finish(
                 job, JobStatus.FAILED, error=result.error, attempt_ended=ended
             )
@@ -585,6 +590,18 @@ class Bridge:
         else:
             error = {**(result.error or {}), "code": "backend_lost"}
             await self._finish(job, JobStatus.FAILED, error=error, attempt_ended=ended)
+
+    def _judge_backend(self, job: Job, backend: Backend, error: dict[str, Any]) -> None:
+        """Count a failure against the backend if the workflow runs elsewhere."""
+        if error.get("code") not in BACKEND_FAULTS:
+            return
+        elsewhere = any(
+            self.runtimes.measured(job.workflow, other.id) is not None
+            for other in self.pool
+            if other.id != backend.id
+        )
+        if elsewhere:
+            backend.struck()
 
     async def _retry(
         self,
