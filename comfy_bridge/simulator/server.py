@@ -315,8 +315,10 @@ async def view(request: web.Request) -> web.StreamResponse:
 
 
 async def sim_requests(request: web.Request) -> web.Response:
-    """Simulator only: every request received so far."""
-    return web.json_response(sim(request).requests.entries)
+    """Simulator only: every request received so far, or from index `since` on."""
+    since = request.query.get("since", "0")
+    start = int(since) if since.isdigit() else 0
+    return web.json_response(sim(request).requests.entries[start:])
 
 
 async def sim_requests_clear(request: web.Request) -> web.Response:
