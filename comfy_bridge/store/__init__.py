@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from comfy_bridge.jobs import Job, JobOutput, JobStatus, now_ms
+from comfy_bridge.store import migrations
 from comfy_bridge.store.models import (
     ApiKeyRow,
     AttemptRow,
     BackendRow,
-    Base,
     CounterRow,
     JobRow,
     LegacyClientRow,
@@ -57,8 +57,9 @@ class Store:
         return self._engine.sync_engine
 
     async def open(self) -> None:
+        """Create or upgrade the schema to the newest migration."""
         async with self._engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all)
+            await connection.run_sync(migrations.upgrade)
 
     async def aclose(self) -> None:
         await self._engine.dispose()
