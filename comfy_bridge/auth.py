@@ -9,8 +9,9 @@ A caller is resolved to a `Principal` from `Authorization: Bearer <key>` or,
 where a client cannot set headers (browser WebSockets, the original bridge's
 clients), from `?token=<key>`. `BRIDGE_ADMIN_TOKEN` keeps working as an admin
 key. In open mode a caller without a key is an anonymous client whose owner is
-`open`, or `open:<X-Client-Id>` when it names itself (which proves nothing:
-it only keeps its jobs apart for fairness).
+`open`, or `open:<X-Client-Id>` when it names itself. The name proves nothing,
+so it only shares the backends fairly between callers: every open caller sees
+every open caller's jobs and uploads, as with the original bridge.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Principal:
 
     def owns(self, owner: str | None) -> bool:
         """Whether a job or upload of `owner` is this caller's to see."""
-        return self.is_admin or owner == self.owner
+        return self.is_admin or same_party(owner, self.owner)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,15 @@ class NewKey:
 
     row: ApiKeyRow
     secret: str
+
+
+def same_party(owner: str | None, other: str | None) -> bool:
+    """Whether two owners are one party: the same key, or both open callers."""
+    return owner == other or (_is_open(owner) and _is_open(other))
+
+
+def _is_open(owner: str | None) -> bool:
+    return owner is not None and owner.partition(":")[0] == OPEN_OWNER
 
 
 def hash_key(secret: str) -> str:

@@ -23,7 +23,7 @@ from comfy_bridge.attempts import (
     Outcome,
     cancelled,
 )
-from comfy_bridge.auth import ADMIN_OWNER, Keys
+from comfy_bridge.auth import ADMIN_OWNER, Keys, same_party
 from comfy_bridge.backends import Backend, BackendPool, BackendState
 from comfy_bridge.config import Settings
 from comfy_bridge.events import EventHub
@@ -327,7 +327,7 @@ class Bridge:
             upload_id = values.get(spec.name)
             if spec.type == "image" and upload_id:
                 row = await self.store.get_upload(str(upload_id))
-                if row is None or row.owner != owner:
+                if row is None or not same_party(row.owner, owner):
                     raise InputInvalid(
                         f"input {spec.name!r}: expected the id of an upload, "
                         f"got {upload_id!r}, which is no upload",
