@@ -63,6 +63,7 @@ from comfy_bridge.workflows import (
     Requirements,
     Workflow,
     bind,
+    check_limits,
     requirements,
     validate_values,
 )
@@ -245,6 +246,7 @@ class Bridge:
         self.limits.admit_job(owner, self._count(owner, {JobStatus.QUEUED}))
         workflow = self.workflows.get(alias)
         values = validate_values(workflow, inputs)
+        check_limits(workflow, values, self.workflows.options(alias).limits)
         needs = self._needs(workflow, values)
         self._check_runnable(alias, needs)
         job = Job(
@@ -530,7 +532,8 @@ class Bridge:
             job.backend_id, job.prompt_id = backend.id, attempt.prompt_id
             await self._transition(job, JobStatus.DISPATCHING, attempt_started=True)
         limit = asyncio.get_running_loop().call_later(
-            self.workflows.time_limit_s(job.workflow) or self.settings.timeout_job_s,
+            self.workflows.options(job.workflow).time_limit_s
+            or self.settings.timeout_job_s,
             self._cancel_soon,
             job.id,
             "time_limit",

@@ -7,15 +7,40 @@ backends come and go, so each workflow is rebuilt from its source when it does.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from comfy_bridge.exceptions import WorkflowInvalid, WorkflowNotFound
 from comfy_bridge.store import Store
-from comfy_bridge.workflows import Workflow, build_workflow, load_directory
+from comfy_bridge.workflows import (
+    Workflow,
+    WorkflowLimits,
+    build_workflow,
+    load_directory,
+)
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkflowOptions:
+    """What an operator may set on a workflow besides its graph and inputs."""
+
+    time_limit_s: float | None = None
+    max_batch_size: int | None = None
+    max_pixels: int | None = None
+    # A public workflow's graph may be read by clients.
+    public: bool = False
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> WorkflowOptions:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @property
+    def limits(self) -> WorkflowLimits:
+        return WorkflowLimits(self.max_batch_size, self.max_pixels)
 
 
 @dataclass
@@ -24,7 +49,7 @@ class _Source:
     description: str
     declarations: list[dict[str, Any]] = field(default_factory=list)
     thumbnail: bytes | None = None
-    time_limit_s: float | None = None
+    options: WorkflowOptions = field(default_factory=lambda: WorkflowOptions())
 
 
 class WorkflowRegistry:
@@ -47,7 +72,7 @@ class WorkflowRegistry:
                 row.description,
                 list(row.declarations),
                 row.thumbnail,
-                row.time_limit_s,
+                WorkflowOptions.from_mapping(row.options),
             )
         self.refresh(object_info)
         logger.info("workflows loaded: %d", len(self._workflows))
@@ -95,10 +120,10 @@ class WorkflowRegistry:
             return None
         return Path(workflow.thumbnail).read_bytes()
 
-    def time_limit_s(self, alias: str) -> float | None:
-        """The operator's limit on this workflow's run time, if any."""
+    def options(self, alias: str) -> WorkflowOptions:
+        """The operator's options for this workflow (defaults if it has none)."""
         source = self._stored.get(alias)
-        return source.time_limit_s if source else None
+        return source.options if source else WorkflowOptions()
 
     def editable(self, alias: str) -> bool:
         return alias not in self._directory or alias in self._stored
@@ -112,10 +137,11 @@ class WorkflowRegistry:
         declarations: list[dict[str, Any]],
         thumbnail: bytes | None,
         object_info: dict[str, Any],
-        time_limit_s: float | None = None,
+        options: WorkflowOptions | None = None,
     ) -> Workflow:
         """Add or replace a workflow; it is refused whole if it does not build."""
-        source = _Source(graph, description, declarations, thumbnail, time_limit_s)
+        options = options or WorkflowOptions()
+        source = _Source(graph, description, declarations, thumbnail, options)
         workflow = self._build(alias, source, object_info)
         await self._store.put_workflow(
             alias,
@@ -123,7 +149,7 @@ class WorkflowRegistry:
             graph=graph,
             declarations=declarations,
             thumbnail=thumbnail,
-            time_limit_s=time_limit_s,
+            options=asdict(options),
         )
         self._stored[alias] = source
         self._workflows[alias] = workflow

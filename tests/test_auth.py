@@ -43,6 +43,7 @@ RULES = {
     ("GET", "/v1/workflows"): CLIENT,
     ("GET", "/v1/workflows/{alias}"): CLIENT,
     ("GET", "/v1/workflows/{alias}/thumbnail"): CLIENT,
+    ("GET", "/v1/workflows/{alias}/graph"): CLIENT,
     ("PUT", "/v1/workflows/{alias}"): ADMIN,
     ("DELETE", "/v1/workflows/{alias}"): ADMIN,
     ("POST", "/v1/uploads"): CLIENT,

@@ -393,3 +393,41 @@ def test_no_client_was_shown_a_backend_address_or_path(
     # Last in the module: it reads what every test above showed its client.
     assert len(WITNESS.seen) > 50
     assert WITNESS.leaks(cluster["simulators"], str(cluster["data"])) == []
+
+
+def test_operator_limits_on_batch_and_resolution(client: httpx.Client) -> None:
+    graph = json.loads((EXAMPLES / "txt2img.json").read_text())
+    body = {
+        "workflow": graph,
+        "inputs": [{"node": "5", "input": "batch_size", "name": "batch"}],
+        "max_batch_size": 2,
+        "max_pixels": 256 * 256,
+    }
+    assert client.put("/v1/workflows/small", json=body, headers=ADMIN).is_success
+
+    def submit(**inputs: int) -> httpx.Response:
+        body = {"workflow": "small", "inputs": {"steps": 1, **inputs}}
+        return client.post("/v1/jobs", params={"wait": 30}, json=body)
+
+    too_big = submit(width=512, height=512).json()
+    assert "'width' and 'height'" in too_big["detail"]
+    assert "at most 65536 pixels" in too_big["detail"]
+    too_many = submit(width=256, height=256, batch=3)
+    assert too_many.status_code == 422
+    assert "'batch'" in too_many.json()["detail"]
+    assert submit(width=256, height=256, batch=2).json()["status"] == "succeeded"
+
+
+def test_a_graph_is_shown_only_when_its_workflow_is_public(
+    client: httpx.Client,
+) -> None:
+    graph = json.loads((EXAMPLES / "invert.json").read_text())
+    body = {"workflow": graph, "public": True}
+    assert client.put("/v1/workflows/shared", json=body, headers=ADMIN).is_success
+
+    shown = client.get("/v1/workflows/shared/graph")
+
+    assert shown.status_code == 200
+    assert shown.json()["2"]["class_type"] == "ImageInvert"
+    assert "bridge_inputs" not in shown.text
+    assert client.get("/v1/workflows/invert/graph").status_code == 404

@@ -162,7 +162,7 @@ class Store:
         graph: dict[str, Any],
         declarations: Sequence[dict[str, Any]],
         thumbnail: bytes | None,
-        time_limit_s: float | None = None,
+        options: dict[str, Any],
     ) -> None:
         async with self._session() as session:
             row = await session.get(WorkflowRow, alias)
@@ -173,7 +173,7 @@ class Store:
             row.graph = graph
             row.declarations = list(declarations)
             row.thumbnail = thumbnail
-            row.time_limit_s = time_limit_s
+            row.options = options
             row.updated_at_ms = now_ms()
 
     async def delete_workflow(self, alias: str) -> bool:

@@ -63,7 +63,8 @@ class WorkflowRow(Base):
     graph: Mapped[dict[str, Any]]
     declarations: Mapped[list[Any]]
     thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
-    time_limit_s: Mapped[float | None]
+    # The operator's options: time limit, size limits, whether the graph is public.
+    options: Mapped[dict[str, Any]]
     created_at_ms: Mapped[int]
     updated_at_ms: Mapped[int]
 

@@ -15,7 +15,9 @@ from comfy_bridge.workflows.graph import (
     output_nodes,
     parse_graph,
     requirements,
+    strip_bridge_meta,
 )
+from comfy_bridge.workflows.limits import WorkflowLimits, check_limits
 from comfy_bridge.workflows.loading import load_directory
 from comfy_bridge.workflows.model import Workflow, build_workflow, validate_alias
 from comfy_bridge.workflows.objectinfo import ObjectInfo
@@ -32,7 +34,9 @@ __all__ = [
     "ObjectInfo",
     "Requirements",
     "Workflow",
+    "WorkflowLimits",
     "bind",
+    "check_limits",
     "build_workflow",
     "is_link",
     "json_schema",
@@ -41,6 +45,7 @@ __all__ = [
     "output_nodes",
     "parse_graph",
     "requirements",
+    "strip_bridge_meta",
     "validate_alias",
     "validate_values",
 ]

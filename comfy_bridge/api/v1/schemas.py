@@ -136,6 +136,15 @@ class WorkflowCreate(BaseModel):
     time_limit_s: float | None = Field(
         None, gt=0, description="Cancel a job of this workflow running longer."
     )
+    max_batch_size: int | None = Field(
+        None, ge=1, description="The largest batch_size one job may ask for."
+    )
+    max_pixels: int | None = Field(
+        None, ge=1, description="The largest width × height one job may ask for."
+    )
+    public: bool = Field(
+        False, description="Clients may read the graph at /v1/workflows/{alias}/graph."
+    )
 
 
 class UploadPublic(BaseModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
+from typing import Any
 
 import magic
 from fastapi import APIRouter, Response, status
@@ -18,7 +20,8 @@ from comfy_bridge.api.v1.schemas import (
     WorkflowsPublic,
 )
 from comfy_bridge.exceptions import WorkflowInvalid, WorkflowNotFound
-from comfy_bridge.workflows import Workflow
+from comfy_bridge.registry import WorkflowOptions
+from comfy_bridge.workflows import Workflow, strip_bridge_meta
 
 THUMBNAIL_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
 
@@ -80,6 +83,18 @@ async def get_workflow(
     return public
 
 
+@router.get("/{alias}/graph")
+async def get_graph(alias: str, bridge: BridgeDep, _client: ClientDep) -> Any:
+    """The workflow's graph, for a workflow its operator made public."""
+    workflow = bridge.workflows.get(alias)
+    if not bridge.workflows.options(alias).public:
+        # Not public: as if there were no graph to show.
+        raise WorkflowNotFound(f"workflow {alias!r} has no public graph")
+    graph = copy.deepcopy(workflow.graph)
+    strip_bridge_meta(graph)
+    return graph
+
+
 @router.get("/{alias}/thumbnail", response_class=Response)
 async def get_thumbnail(alias: str, bridge: BridgeDep, _client: ClientDep) -> Response:
     """The workflow's thumbnail image."""
@@ -105,7 +120,12 @@ async def put_workflow(
         declarations=[d.model_dump(exclude_none=True) for d in body.inputs],
         thumbnail=_decode_thumbnail(body.thumbnail),
         object_info=bridge.pool.object_info(),
-        time_limit_s=body.time_limit_s,
+        options=WorkflowOptions(
+            time_limit_s=body.time_limit_s,
+            max_batch_size=body.max_batch_size,
+            max_pixels=body.max_pixels,
+            public=body.public,
+        ),
     )
     return workflow_public(bridge, workflow)
 

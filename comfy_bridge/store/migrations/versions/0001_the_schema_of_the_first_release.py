@@ -121,7 +121,7 @@ def upgrade() -> None:
         sa.Column("graph", sa.JSON(), nullable=False),
         sa.Column("declarations", sa.JSON(), nullable=False),
         sa.Column("thumbnail", sa.LargeBinary(), nullable=True),
-        sa.Column("time_limit_s", sa.Double(), nullable=True),
+        sa.Column("options", sa.JSON(), nullable=False),
         sa.Column("created_at_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_at_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("alias"),
