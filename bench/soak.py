@@ -51,6 +51,7 @@ WORKFLOW = "soak"
 # again at the end, so one stuck job does not hold its client up.
 JOB_PATIENCE_S = 90.0
 FINAL_PATIENCE_S = 120.0
+START_TRIES = 10
 OPEN_UNLIMITED = {
     "BRIDGE_OPEN": "true",
     "BRIDGE_LIMIT_CLIENT_JOBS_PER_MINUTE": "0",
@@ -85,6 +86,17 @@ class Process:
         self.cwd: Path | None = None
 
     def start(self) -> None:
+        # Between lives, another process's connection may hold the port for a
+        # moment (a loopback port is also an outgoing one): try again.
+        for _ in range(START_TRIES - 1):
+            try:
+                self.start_once()
+                return
+            except RuntimeError:
+                time.sleep(1.0)
+        self.start_once()
+
+    def start_once(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "comfy_bridge", *self.args],
