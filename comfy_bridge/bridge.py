@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,8 @@ PLAN_TICK_S = 1.0
 # Failures that say more about the backend than about the job, when the same
 # workflow succeeds on other backends.
 BACKEND_FAULTS = frozenset({"execution_error", "no_outputs", "unsafe_output"})
+# Ended jobs kept in memory for the reads that follow their end.
+RECENT_JOBS = 1024
 # How often leases are checked: a lapsed one is noticed within this.
 LEASE_CHECK_S = 0.25
 # Room for multipart boundaries and part headers around the files themselves.
@@ -142,9 +144,11 @@ class Bridge:
             uploads_s=settings.retention_uploads_s,
             interval_s=settings.retention_sweep_interval_s,
             referenced=self._referenced_uploads,
+            forget=self._forget_recent,
         )
         self.accepting = False
         self._active: dict[str, Job] = {}
+        self._recent: OrderedDict[str, Job] = OrderedDict()
         self._attempts: dict[str, Attempt] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancel_reasons: dict[str, str] = {}
@@ -337,7 +341,11 @@ class Bridge:
                     )
 
     async def get_job(self, job_id: str) -> Job:
-        job = self._active.get(job_id) or await self.store.get_job(job_id)
+        job = (
+            self._active.get(job_id)
+            or self._recent.get(job_id)
+            or await self.store.get_job(job_id)
+        )
         if job is None:
             raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
         return job
@@ -356,7 +364,7 @@ class Bridge:
                         await subscription.get()
                 except TimeoutError:
                     break
-                job = await self.get_job(job_id)
+        # The job object is the one the runner changes: no need to read it again.
         return job
 
     async def cancel(self, job_id: str, reason: str = "client") -> Job:
@@ -683,8 +691,21 @@ class Bridge:
             job.progress = 1.0
         await self._transition(job, status, attempt_ended=attempt_ended)
         self._active.pop(job.id, None)
+        self._remember(job)
         if not self.settings.uploads_keep_after_job:
             self._spawn(self._release_uploads(job))
+
+    def _remember(self, job: Job) -> None:
+        # Clients fetch a job and its outputs right after it ends: keep the
+        # newest ended jobs at hand instead of reading each back from the store.
+        self._recent[job.id] = job
+        while len(self._recent) > RECENT_JOBS:
+            self._recent.popitem(last=False)
+
+    def _forget_recent(self, job_ids: list[str]) -> None:
+        """Their outputs expired: read them from the store from now on."""
+        for job_id in job_ids:
+            self._recent.pop(job_id, None)
 
     async def _release_uploads(self, job: Job) -> None:
         """Delete the files the job used, unless another job still needs them."""

@@ -126,8 +126,10 @@ class Retention:
         uploads_s: float,
         interval_s: float,
         referenced: Callable[[], set[str]],
+        forget: Callable[[list[str]], None] = lambda job_ids: None,
     ) -> None:
         self.store = store
+        self.forget = forget
         self.files = files
         self.outputs_ms = int(outputs_s * 1000)
         self.uploads_ms = int(uploads_s * 1000)
@@ -192,6 +194,7 @@ class Retention:
         live = [job.id for job in jobs if any(not o.expired_at_ms for o in job.outputs)]
         if live:
             await self.store.expire_outputs(live, now_ms())
+            self.forget(live)
         freed = Freed()
         for job in jobs:
             freed.add(await asyncio.to_thread(self.files.delete_job_outputs, job.id))
