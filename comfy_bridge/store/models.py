@@ -33,7 +33,8 @@ class JobRow(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     created_at_ms: Mapped[int]
     updated_at_ms: Mapped[int]
-    finished_at_ms: Mapped[int | None]
+    # Retention's sweep reads the jobs that ended since its last run.
+    finished_at_ms: Mapped[int | None] = mapped_column(index=True)
     lease_s: Mapped[float | None]
     seen_at_ms: Mapped[int]
 

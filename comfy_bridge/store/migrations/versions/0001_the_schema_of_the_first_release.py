@@ -83,6 +83,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_jobs_finished_at_ms"), ["finished_at_ms"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_jobs_owner"), ["owner"], unique=False)
         batch_op.create_index(
             "ix_jobs_owner_created", ["owner", "created_at_ms"], unique=False
@@ -140,6 +143,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_jobs_status"))
         batch_op.drop_index("ix_jobs_owner_created")
         batch_op.drop_index(batch_op.f("ix_jobs_owner"))
+        batch_op.drop_index(batch_op.f("ix_jobs_finished_at_ms"))
 
     op.drop_table("jobs")
     op.drop_table("counters")
