@@ -239,6 +239,7 @@ class Bridge:
         owner: str | None = None,
         priority: int = 0,
         lease_s: float | None = None,
+        legacy_client: str | None = None,
     ) -> Job:
         """Validate the values and queue a job; nothing reaches a backend yet.
 
@@ -263,7 +264,9 @@ class Bridge:
         # From the check to the record: no sweep may delete an upload between.
         async with self.retention.lock:
             await self._check_uploads(workflow, values, owner)
-            await self.store.insert_job(job, counter=GENERATIONS)
+            await self.store.insert_job(
+                job, counter=GENERATIONS, legacy_client=legacy_client
+            )
             self._active[job.id] = job
         if self.state_file is not None:
             await self.state_file.write_count(await self.generation_count())

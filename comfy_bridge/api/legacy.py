@@ -179,10 +179,12 @@ async def generate(
     workflow = bridge.workflows.get(alias)
     session = _session(client, client_id)
     await _check_no_generation_running(bridge, session, client_id)
-    job = await bridge.submit(
-        alias, _with_upload_ids(workflow, values), owner=client.owner
+    await bridge.submit(
+        alias,
+        _with_upload_ids(workflow, values),
+        owner=client.owner,
+        legacy_client=session,
     )
-    await bridge.store.bind_legacy_client(session, job.id)
     return {"detail": f"queued / {_queue_length(bridge)}"}
 
 
@@ -380,6 +382,9 @@ async def _check_finished(
             f"the generation of clientId {client_id} ended {job.status}: "
             f"{job_message(job)['detail']}"
         )
+    for index in range(len(job.outputs)):
+        # Refused before the body starts: an expired file cannot break it halfway.
+        bridge.output(job, index)
 
 
 async def _then_release(

@@ -73,12 +73,21 @@ class Store:
         async with self._sessions() as session, session.begin():
             yield session
 
-    async def insert_job(self, job: Job, *, counter: str | None = None) -> None:
-        """Insert a new job and, in the same transaction, count it."""
+    async def insert_job(
+        self,
+        job: Job,
+        *,
+        counter: str | None = None,
+        legacy_client: str | None = None,
+    ) -> None:
+        """Insert a new job and, in the same transaction, count it and link it
+        to the original-API client that asked for it."""
         async with self._engine.begin() as connection:
             await connection.execute(insert(JobRow).values(**_job_columns(job)))
             if counter is not None:
                 await _increment(connection, counter, 1)
+            if legacy_client is not None:
+                await _link_legacy_client(connection, legacy_client, job.id)
 
     async def save_job(
         self,
@@ -293,13 +302,6 @@ class Store:
             row = await session.get(LegacyClientRow, client_id)
         return row.job_id if row else None
 
-    async def bind_legacy_client(self, client_id: str, job_id: str) -> None:
-        async with self._session() as session:
-            row = LegacyClientRow(
-                client_id=client_id, job_id=job_id, created_at_ms=now_ms()
-            )
-            await session.merge(row)
-
     async def release_legacy_client(self, client_id: str) -> None:
         async with self._session() as session:
             row = await session.get(LegacyClientRow, client_id)
@@ -345,6 +347,17 @@ async def _increment(connection: AsyncConnection, name: str, by: int) -> None:
     )
     if (await connection.execute(statement)).rowcount == 0:
         await connection.execute(insert(CounterRow).values(name=name, value=by))
+
+
+async def _link_legacy_client(
+    connection: AsyncConnection, client_id: str, job_id: str
+) -> None:
+    # A client's next generation replaces its last one.
+    await connection.execute(
+        delete(LegacyClientRow).where(LegacyClientRow.client_id == client_id)
+    )
+    row = {"client_id": client_id, "job_id": job_id, "created_at_ms": now_ms()}
+    await connection.execute(insert(LegacyClientRow).values(**row))
 
 
 async def _end_attempt(
