@@ -21,7 +21,9 @@ from tests.processes import (
 )
 from tests.test_e2e import gradient_png, wait_backends_up
 
-SIM_OPTIONS = ("--model", DEMO_MODEL, "--step-seconds", "0.2")
+# Long enough that a blocking job outlasts a restart on a busy machine; the
+# tests cancel it once it has served.
+SIM_OPTIONS = ("--model", DEMO_MODEL, "--step-seconds", "0.5")
 ENV = {
     "BRIDGE_WORKFLOWS_DIR": str(EXAMPLES),
     "BRIDGE_ALIAS_FILE": str(EXAMPLES / "workflow_alias.json"),
