@@ -14,8 +14,8 @@ import httpx
 from tests.processes import (
     DEMO_MODEL,
     EXAMPLES,
-    OPEN_UNLIMITED,
     bridge,
+    bridge_process,
     free_port,
     running,
     simulator,
@@ -63,33 +63,19 @@ def prompts_with_seed(sim: str, seed: int) -> int:
 
 
 @contextlib.contextmanager
-def bridge_process(
+def restartable(
     sims: list[str], data: Path, port: int, log: Path
 ) -> Iterator[tuple[str, Any]]:
-    settings = {
-        "BRIDGE_BACKENDS": ",".join(sims),
-        "BRIDGE_DATA_DIR": str(data),
-        "BRIDGE_ADMIN_TOKEN": "test-admin-token",
-        **OPEN_UNLIMITED,
-        **ENV,
-    }
-    data.mkdir(parents=True, exist_ok=True)
-    url = f"http://127.0.0.1:{port}"
-    with running(
-        ["serve", "--host", "127.0.0.1", "--port", str(port)],
-        f"{url}/healthz",
-        env=settings,
-        cwd=data,
-        log_path=log,
-    ) as process:
+    """A bridge on a fixed port and data, so a second one can take over."""
+    with bridge_process(sims, data, env=ENV, log_path=log, port=port) as (url, proc):
         wait_backends_up(url, len(sims))
-        yield url, process
+        yield url, proc
 
 
 def test_a_killed_bridge_accounts_for_every_job(tmp_path: Path) -> None:
     data, port = tmp_path / "data", free_port()
     with simulator(*SIM_OPTIONS, log_path=tmp_path / "sim.log") as sim:
-        with bridge_process([sim], data, port, tmp_path / "first.log") as (url, proc):
+        with restartable([sim], data, port, tmp_path / "first.log") as (url, proc):
             done = submit(url, seed=1, steps=1)
             wait_until(url, done, "succeeded")
             runs = submit(url, seed=2, steps=30)
@@ -99,7 +85,7 @@ def test_a_killed_bridge_accounts_for_every_job(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
 
-        with bridge_process([sim], data, port, tmp_path / "second.log") as (url, _):
+        with restartable([sim], data, port, tmp_path / "second.log") as (url, _):
             ended = [wait_until(url, i, "succeeded", "failed", "cancelled")
                      for i in [done, runs, *waits]]  # fmt: skip
 
@@ -116,14 +102,14 @@ def test_a_job_that_finished_while_the_bridge_was_down_is_collected(
 ) -> None:
     data, port = tmp_path / "data", free_port()
     with simulator(*SIM_OPTIONS) as sim:
-        with bridge_process([sim], data, port, tmp_path / "first.log") as (url, proc):
+        with restartable([sim], data, port, tmp_path / "first.log") as (url, proc):
             runs = submit(url, seed=20, steps=10)
             wait_until(url, runs, "running")
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
         time.sleep(2.0)
 
-        with bridge_process([sim], data, port, tmp_path / "second.log") as (url, _):
+        with restartable([sim], data, port, tmp_path / "second.log") as (url, _):
             finished = wait_until(url, runs, "succeeded", "failed")
             picture = httpx.get(f"{url}{finished['outputs'][0]['url']}")
 
@@ -138,7 +124,7 @@ def test_sigterm_lets_running_jobs_go_on_and_picks_them_up_again(
 ) -> None:
     data, port = tmp_path / "data", free_port()
     with simulator(*SIM_OPTIONS) as sim:
-        with bridge_process([sim], data, port, tmp_path / "first.log") as (url, proc):
+        with restartable([sim], data, port, tmp_path / "first.log") as (url, proc):
             runs = submit(url, seed=30, steps=20)
             wait_until(url, runs, "running")
             proc.send_signal(signal.SIGTERM)
@@ -146,7 +132,7 @@ def test_sigterm_lets_running_jobs_go_on_and_picks_them_up_again(
 
         # The backend was not told to stop it.
         assert not [e for e in backend_log(sim) if e["path"].endswith("/interrupt")]
-        with bridge_process([sim], data, port, tmp_path / "second.log") as (url, _):
+        with restartable([sim], data, port, tmp_path / "second.log") as (url, _):
             finished = wait_until(url, runs, "succeeded", "failed")
 
         assert finished["status"] == "succeeded"
