@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from comfy_bridge.safety.rules import Rule, refuse
@@ -69,6 +69,18 @@ def _need(data: Data, end: int) -> None:
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_PIXEL_CHUNKS = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"fdAT"})
 _PNG_ANIMATION_CHUNKS = frozenset({b"acTL", b"fcTL"})
+
+
+def png_chunks(data: Data) -> Iterator[tuple[bytes, int, int]]:
+    """Each chunk of a PNG already walked: its type and its whole span."""
+    pos = 8
+    while pos < len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        yield kind, pos, end
+        if kind == b"IEND":
+            return
+        pos = end
 
 
 def _walk_png(data: Data) -> Layout:

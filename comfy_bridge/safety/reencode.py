@@ -33,6 +33,16 @@ _UPRIGHT = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+# PNG chunks a viewer needs to show the picture as made: pixels, palette,
+# transparency, animation and colour space. Text, EXIF, time and private
+# chunks are left behind.
+_PNG_KEPT = frozenset(
+    {
+        b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND",
+        b"acTL", b"fcTL", b"fdAT",
+        b"gAMA", b"cHRM", b"sRGB", b"sBIT",
+    }
+)  # fmt: skip
 # ComfyUI's own level: files about as small as level 6, encoded 3x faster.
 _PNG_COMPRESS_LEVEL = 4
 # Lossy WebP cannot be copied bit for bit; a high quality keeps the second
@@ -53,12 +63,38 @@ def reencode(checked: CheckedFile, *, keep_icc_profile: bool = True) -> CheckedF
         return checked
     temporary = checked.path.with_name(f".{uuid.uuid4().hex}.tmp")
     try:
-        _save_clean(checked, temporary, keep_icc_profile)
+        if not _copy_png_pixels(checked, temporary, keep_icc_profile):
+            _save_clean(checked, temporary, keep_icc_profile)
         os.replace(temporary, checked.path)
     finally:
         temporary.unlink(missing_ok=True)
     size, sha256 = file_digest(checked.path)
     return replace(checked, size=size, sha256=sha256)
+
+
+def _copy_png_pixels(
+    checked: CheckedFile, target: Path, keep_icc_profile: bool
+) -> bool:
+    """Copy a PNG's image chunks as they are, leaving every other chunk behind.
+
+    The check has already walked and fully decoded the file, so its image chunks
+    are sound: copying them keeps the pixels bit for bit and costs no decode or
+    compression. An `eXIf` chunk may turn the picture, which only a re-encode
+    can apply to the pixels, so such a file (rare) is re-encoded instead.
+    """
+    if checked.content_type != "image/png":
+        return False
+    data = checked.path.read_bytes()
+    chunks = list(containers.png_chunks(data))
+    if any(kind == b"eXIf" for kind, _start, _end in chunks):
+        return False
+    keep = _PNG_KEPT | ({b"iCCP"} if keep_icc_profile else set())
+    with target.open("wb") as out:
+        out.write(data[:8])
+        for kind, start, end in chunks:
+            if kind in keep:
+                out.write(data[start:end])
+    return True
 
 
 def _save_clean(checked: CheckedFile, target: Path, keep_icc_profile: bool) -> None:
