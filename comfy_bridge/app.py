@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from comfy_bridge import __version__
 from comfy_bridge.api import errors, legacy
+from comfy_bridge.api.text import UnicodeBodies
 from comfy_bridge.api.v1 import backends, jobs, keys, uploads, workflows
 from comfy_bridge.bridge import Bridge
 from comfy_bridge.config import Settings
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.bridge = bridge
+    app.add_middleware(UnicodeBodies)
     if bridge.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -149,6 +149,7 @@ class Bridge:
         self.accepting = False
         self._active: dict[str, Job] = {}
         self._recent: OrderedDict[str, Job] = OrderedDict()
+        self._admitting: Counter[str | None] = Counter()
         self._attempts: dict[str, Attempt] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancel_reasons: dict[str, str] = {}
@@ -248,7 +249,27 @@ class Bridge:
         """
         if not self.accepting:
             raise NoBackendAvailable("the bridge is shutting down")
-        self.limits.admit_job(owner, self._count(owner, {JobStatus.QUEUED}))
+        # Jobs still on their way in count too: a burst of concurrent
+        # submissions must not slip past the limit before any is recorded.
+        waiting = self._count(owner, {JobStatus.QUEUED}) + self._admitting[owner]
+        self.limits.admit_job(owner, waiting)
+        self._admitting[owner] += 1
+        try:
+            return await self._admit(
+                alias, inputs, owner, priority, lease_s, legacy_client
+            )
+        finally:
+            self._admitting[owner] -= 1
+
+    async def _admit(
+        self,
+        alias: str,
+        inputs: dict[str, Any],
+        owner: str | None,
+        priority: int,
+        lease_s: float | None,
+        legacy_client: str | None,
+    ) -> Job:
         workflow = self.workflows.get(alias)
         values = validate_values(workflow, inputs)
         check_limits(workflow, values, self.workflows.options(alias).limits)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, field_validator
@@ -158,8 +160,7 @@ class Settings(BaseSettings):
     @field_validator("backends")
     @classmethod
     def _backend_urls(cls, value: list[str]) -> list[str]:
-        # The original bridge lists bare `host:port` pairs.
-        return [url if "://" in url else f"http://{url}" for url in value]
+        return [backend_url(url) for url in value]
 
     @property
     def database(self) -> str:
@@ -195,6 +196,46 @@ class Settings(BaseSettings):
             dotenv_settings,
             ConfigFileSource(settings_cls),
         )
+
+
+# Names, IPv4 and (bracket-less, as urlsplit gives them) IPv6 addresses.
+_HOST = re.compile(r"[A-Za-z0-9.\-:]+")
+
+
+def backend_url(value: str) -> str:
+    """A ComfyUI server's base URL, checked and written one way; ValueError if not.
+
+    The original bridge lists bare `host:port` pairs, which mean `http://`.
+    """
+    url = value.strip()
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    problem = _url_problem(parts)
+    if problem:
+        raise ValueError(f"backend URL {value!r}: {problem}")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _url_problem(parts: SplitResult) -> str | None:
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "expected a port from 1 to 65535"
+    if parts.scheme not in ("http", "https"):
+        return f"expected http or https, got {parts.scheme or 'no scheme'}"
+    if not parts.hostname or not _HOST.fullmatch(parts.hostname):
+        return "expected a host name or address"
+    if parts.username is not None or parts.password is not None:
+        return (
+            "a user name or password in the URL would be shown to admins; "
+            "put the server behind a proxy that adds them instead"
+        )
+    if parts.query or parts.fragment:
+        return "expected no query or fragment"
+    if ".." in parts.path.split("/"):
+        return "expected a path without '..'"
+    return None
 
 
 class ConfigFileSource(PydanticBaseSettingsSource):

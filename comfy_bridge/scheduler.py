@@ -328,11 +328,13 @@ class Placement:
                 b: BackendView, job: QueuedJob = job, sound_free: bool = sound_free
             ) -> tuple[bool, float, bool, str]:
                 switch = job.checkpoint is not None and loaded[b.id] != job.checkpoint
-                # Among equals, load into an empty backend rather than evict.
+                # Only evicting another checkpoint costs time the job would not
+                # spend anyway: an empty backend loads its first one regardless,
+                # so leaving it idle to wait for a warm one gains nothing.
                 evicts = switch and loaded[b.id] is not None
                 run_s = self.runtimes.estimate(job.workflow, b.id)
-                finish_s = busy[b.id] + run_s + self.switch_s * switch
-                return b.degraded and sound_free, finish_s, evicts, b.id
+                finish_s = busy[b.id] + run_s + self.switch_s * evicts
+                return b.degraded and sound_free, finish_s, switch, b.id
 
             best = min(eligible, key=finish)
             busy[best.id] = finish(best)[1]

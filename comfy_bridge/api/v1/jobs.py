@@ -35,7 +35,7 @@ async def create_job(
     body: JobCreate,
     bridge: BridgeDep,
     client: ClientDep,
-    wait: Annotated[float, Query(ge=0, le=WAIT_MAX_S)] = 0,
+    wait: Annotated[float, Query(ge=0, le=WAIT_MAX_S, allow_inf_nan=False)] = 0,
 ) -> JSONResponse:
     """Queue a job; with `wait`, answer when it ends or the wait runs out."""
     job = await bridge.submit(
@@ -78,7 +78,7 @@ async def get_job(
     job_id: str,
     bridge: BridgeDep,
     client: ClientDep,
-    wait: Annotated[float, Query(ge=0, le=WAIT_MAX_S)] = 0,
+    wait: Annotated[float, Query(ge=0, le=WAIT_MAX_S, allow_inf_nan=False)] = 0,
 ) -> JobPublic:
     """A job's status, progress, error and outputs."""
     job = await owned_job(bridge, client, job_id)

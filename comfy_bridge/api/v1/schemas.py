@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from comfy_bridge.auth import Role
+from comfy_bridge.config import backend_url
 from comfy_bridge.store import ApiKeyRow
+
+# A day: a lease longer than that is no lease.
+LEASE_MAX_S = 86_400.0
 
 
 class JobCreate(BaseModel):
@@ -19,6 +23,8 @@ class JobCreate(BaseModel):
     lease_s: float | None = Field(
         None,
         gt=0,
+        le=LEASE_MAX_S,
+        allow_inf_nan=False,
         description="Cancel the job if nobody polls or streams it for this long.",
     )
     priority: int = Field(
@@ -156,8 +162,13 @@ class UploadPublic(BaseModel):
 
 
 class BackendCreate(BaseModel):
-    url: str = Field(description="The ComfyUI server's base URL.")
-    slots: int | None = Field(None, ge=1)
+    url: str = Field(description="The ComfyUI server's base URL (http or https).")
+    slots: int | None = Field(None, ge=1, le=64)
+
+    @field_validator("url")
+    @classmethod
+    def _checked_url(cls, value: str) -> str:
+        return backend_url(value)
 
 
 class BackendPublic(BaseModel):
