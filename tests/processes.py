@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
+class ExitedEarly(RuntimeError):
+    """A process ended before it answered."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -31,7 +35,7 @@ def wait_for_http(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(
+            raise ExitedEarly(
                 f"process exited with {proc.returncode} before {url} answered"
             )
         try:
@@ -83,14 +87,29 @@ def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
 @contextlib.contextmanager
 def simulator(*options: str, log_path: Path | None = None) -> Iterator[str]:
     """A simulator on a free loopback port; yields its base URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with running(
-        ["simulate", "--host", "127.0.0.1", "--port", str(port), *options],
-        f"{url}/system_stats",
-        log_path=log_path,
-    ):
-        yield url
+    with contextlib.ExitStack() as stack:
+        yield _start_simulator(stack, options, log_path)
+
+
+def _start_simulator(
+    stack: contextlib.ExitStack, options: tuple[str, ...], log_path: Path | None
+) -> str:
+    # A port found free can be taken by another process before the simulator
+    # binds it; then it exits at once, and a new port is tried.
+    for attempt in range(3):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        command = ["simulate", "--host", "127.0.0.1", "--port", str(port), *options]
+        try:
+            stack.enter_context(
+                running(command, f"{url}/system_stats", log_path=log_path)
+            )
+        except ExitedEarly:
+            if attempt == 2:
+                raise
+        else:
+            return url
+    raise AssertionError("not reached")
 
 
 @contextlib.contextmanager
