@@ -7,7 +7,6 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,6 +19,7 @@ from tests.processes import (
     ADMIN_TOKEN,
     DEMO_MODEL,
     EXAMPLES,
+    SHARED,
     bridge,
     simulator,
 )
@@ -312,8 +312,9 @@ def test_admin_routes_need_the_token(client: httpx.Client) -> None:
     assert client.get("/v1/backends", headers=wrong).status_code == 401
 
 
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs the shared workflows")
 def test_editor_format_is_refused_at_registration(client: httpx.Client) -> None:
-    shared = Path(__file__).resolve().parents[2] / "shared" / "workflows"
+    shared = SHARED / "workflows"
     graph = json.loads((shared / "flux_fp8_txt2img_UI_FORMAT.json").read_text())
 
     response = client.put("/v1/workflows/flux", json={"workflow": graph}, headers=ADMIN)
