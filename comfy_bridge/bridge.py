@@ -26,7 +26,7 @@ from comfy_bridge.attempts import (
 from comfy_bridge.auth import ADMIN_OWNER, Keys, same_party
 from comfy_bridge.backends import Backend, BackendPool, BackendState
 from comfy_bridge.config import Settings
-from comfy_bridge.events import EventHub
+from comfy_bridge.events import EventHub, Subscription
 from comfy_bridge.exceptions import (
     BackendExists,
     BackendNotFound,
@@ -150,6 +150,7 @@ class Bridge:
         self._active: dict[str, Job] = {}
         self._recent: OrderedDict[str, Job] = OrderedDict()
         self._admitting: Counter[str | None] = Counter()
+        self._stopping = asyncio.Event()
         self._attempts: dict[str, Attempt] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancel_reasons: dict[str, str] = {}
@@ -190,8 +191,20 @@ class Bridge:
             len(self.queue),
         )
 
-    async def aclose(self) -> None:
+    def stop_accepting(self) -> None:
+        """A stop was asked for: take no new job and dispatch none."""
+        if not self.accepting:
+            return
         self.accepting = False
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+        self._stopping.set()
+        logger.info(
+            "bridge stopping: no new jobs; %d wait for the next start", len(self.queue)
+        )
+
+    async def aclose(self) -> None:
+        self.stop_accepting()
         for loop_task in (self._dispatcher, self._leases, self._sweeper):
             if loop_task is not None:
                 loop_task.cancel()
@@ -383,13 +396,21 @@ class Bridge:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                try:
-                    async with asyncio.timeout(remaining):
-                        await subscription.get()
-                except TimeoutError:
+                if not await self._next_event(subscription, remaining):
                     break
         # The job object is the one the runner changes: no need to read it again.
         return job
+
+    async def _next_event(self, subscription: Subscription, timeout_s: float) -> bool:
+        """Wait for the job's next event; False once the wait or the bridge ends."""
+        event = asyncio.ensure_future(subscription.get())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        done, pending = await asyncio.wait(
+            {event, stopping}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+        return event in done
 
     async def cancel(self, job_id: str, reason: str = "client") -> Job:
         """Stop a job, whatever its state and whoever asks; one path for all.

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from importlib import resources
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, TypeVar
 
 import httpx
@@ -26,6 +27,7 @@ from rich.table import Table
 from comfy_bridge import logs
 from comfy_bridge.app import create_app
 from comfy_bridge.auth import Keys, Role, open_mode_refusal
+from comfy_bridge.bridge import Bridge
 from comfy_bridge.config import Settings
 from comfy_bridge.editor_extension import app as editor_extension_app
 from comfy_bridge.simulator.cli import simulate
@@ -83,13 +85,30 @@ def _serve(settings: Settings) -> None:
         console.print(f"[red]{refusal}[/]", soft_wrap=True)
         raise typer.Exit(2)
     log_config = logs.configure(settings.log_level)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_config=log_config,
         ws_ping_interval=20,
+        timeout_graceful_shutdown=round(settings.timeout_graceful_shutdown_s),
     )
+    BridgeServer(config, app.state.bridge).run()
+
+
+class BridgeServer(uvicorn.Server):
+    """uvicorn's server, telling the bridge the moment a stop is asked for."""
+
+    def __init__(self, config: uvicorn.Config, bridge: Bridge) -> None:
+        super().__init__(config)
+        self.bridge = bridge
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Before the open requests drain: no new job is taken or dispatched,
+        # and long waits answer now with the job as it is.
+        self.bridge.stop_accepting()
+        super().handle_exit(sig, frame)
 
 
 @app.command()

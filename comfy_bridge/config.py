@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     timeout_placement_s: float = Field(
         600.0, gt=0, validation_alias=_alias("timeout_placement_s")
     )
+    timeout_graceful_shutdown_s: float = Field(
+        10.0, ge=0, validation_alias=_alias("timeout_graceful_shutdown_s")
+    )
     ws_cancel_grace_s: float = Field(
         3.0, ge=0, validation_alias=_alias("ws_cancel_grace_s")
     )

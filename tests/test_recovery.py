@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import signal
 import time
@@ -200,3 +201,30 @@ def test_a_backend_that_keeps_failing_what_succeeds_elsewhere_is_used_last(
         ended = [wait_until(url, job_id, "succeeded", "failed") for job_id in after]
 
     assert [j["status"] for j in ended] == ["succeeded", "succeeded"]
+
+
+def test_sigterm_answers_long_waits_and_dispatches_nothing_more(
+    tmp_path: Path,
+) -> None:
+    data, port = tmp_path / "data", free_port()
+    with simulator(*SIM_OPTIONS) as sim:
+        with restartable([sim], data, port, tmp_path / "first.log") as (url, proc):
+            runs = submit(url, seed=60, steps=30)
+            wait_until(url, runs, "running")
+            waits = submit(url, seed=61, steps=1)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                long_poll = pool.submit(
+                    httpx.get, f"{url}/v1/jobs/{waits}?wait=300", timeout=60
+                )
+                time.sleep(0.3)
+                stopped_at = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                answer = long_poll.result()
+                proc.wait(timeout=30)
+                took_s = time.monotonic() - stopped_at
+
+        assert answer.json()["status"] == "queued"
+        assert took_s < 15
+        assert prompts_with_seed(sim, 61) == 0
+        with restartable([sim], data, port, tmp_path / "second.log") as (url, _):
+            assert wait_until(url, waits, "succeeded")["status"] == "succeeded"
