@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 import logging
@@ -52,7 +53,15 @@ class Backend:
         # The same socket id after a restart: a prompt submitted before it
         # still sends its messages to us.
         client_id = f"comfy-bridge-{bridge_id}-{self.id}" if bridge_id else None
-        self.client = ComfyClient(self.url, backend_id=self.id, client_id=client_id)
+        # Set when the socket comes back: the probe then runs at once instead
+        # of at the end of its back-off.
+        self.reconnected = asyncio.Event()
+        self.client = ComfyClient(
+            self.url,
+            backend_id=self.id,
+            client_id=client_id,
+            on_connection_change=self._connection_changed,
+        )
         self.state = BackendState.CONNECTING
         self.in_flight: set[str] = set()
         self.queue_remaining = 0
@@ -79,6 +88,10 @@ class Backend:
     @property
     def accepts_jobs(self) -> bool:
         return self.state is BackendState.UP and self.free_slots > 0
+
+    def _connection_changed(self, connected: bool) -> None:
+        if connected and self.state is BackendState.DOWN:
+            self.reconnected.set()
 
     def claim(
         self, job_id: str, workflow: str = "", checkpoint: str | None = None
@@ -241,7 +254,10 @@ class BackendPool:
             delay = self.probe_interval_s
             if backend.state is BackendState.DOWN:
                 delay = min(PROBE_BACKOFF_MAX_S, delay * 2 ** min(backend.failures, 6))
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await backend.reconnected.wait()
+            backend.reconnected.clear()
 
     async def probe(self, backend: Backend) -> None:
         """Read the backend's stats and queue; capabilities on (re)connection."""

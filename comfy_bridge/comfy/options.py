@@ -60,4 +60,4 @@ class WatchSettings:
     """
 
     silence_s: float = 10.0
-    unreachable_s: float = 60.0
+    unreachable_s: float = 20.0
