@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,11 @@ class Decoded:
     orientation: int
 
 
+# Memory goes where pixels are decoded (width × height × channels, up to the
+# pixel cap each): so many uploads at once must not decode all at once.
+DECODES = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
+
+
 def decode(path: Path, content_type: str, policy: SafetyPolicy) -> Decoded:
     """Open `path` as `content_type` only, check its caps, decode every frame."""
     try:
@@ -42,7 +49,7 @@ def decode(path: Path, content_type: str, policy: SafetyPolicy) -> Decoded:
     except Exception as exc:
         # A decoder fed hostile bytes can fail in any way; each is a refusal.
         raise _failed(exc) from exc
-    with image:
+    with image, DECODES:
         return _decode_open(image, policy)
 
 

@@ -20,7 +20,7 @@ from PIL import Image, ImageFile, JpegImagePlugin
 
 from comfy_bridge.safety import containers
 from comfy_bridge.safety.check import CheckedFile, file_digest
-from comfy_bridge.safety.images import ORIENTATION_TAG, PILLOW_FORMATS
+from comfy_bridge.safety.images import DECODES, ORIENTATION_TAG, PILLOW_FORMATS
 from comfy_bridge.safety.policy import SVG
 
 # EXIF orientation -> the transposition that shows the image upright.
@@ -99,13 +99,14 @@ def _copy_png_pixels(
 
 def _save_clean(checked: CheckedFile, target: Path, keep_icc_profile: bool) -> None:
     pillow_format = PILLOW_FORMATS[checked.content_type]
-    with Image.open(checked.path, formats=[pillow_format]) as image:
-        frames, durations = _clean_frames(image)
-        options = _options(image, checked, keep_icc_profile)
-    if len(frames) > 1:
-        options |= {"save_all": True, "append_images": frames[1:]}
-        options["duration"] = durations
-    frames[0].save(target, pillow_format, **options)
+    with DECODES:
+        with Image.open(checked.path, formats=[pillow_format]) as image:
+            frames, durations = _clean_frames(image)
+            options = _options(image, checked, keep_icc_profile)
+        if len(frames) > 1:
+            options |= {"save_all": True, "append_images": frames[1:]}
+            options["duration"] = durations
+        frames[0].save(target, pillow_format, **options)
 
 
 def _clean_frames(image: ImageFile.ImageFile) -> tuple[list[Image.Image], list[int]]:
