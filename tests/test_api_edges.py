@@ -112,3 +112,12 @@ def test_a_burst_cannot_slip_past_the_queued_limit(url: str) -> None:
         if job["status"] in ("queued", "running", "dispatching"):
             httpx.delete(f"{url}/v1/jobs/{job['id']}", headers=ADMIN)
     assert blocker["status"] == "queued"
+
+
+def test_a_misspelt_field_is_refused_not_ignored(url: str) -> None:
+    body = {"workflow": "txt2img", "input": {"prompt": "a cat"}}
+
+    response = httpx.post(f"{url}/v1/jobs", json=body)
+
+    assert response.status_code == 422
+    assert "input" in response.text

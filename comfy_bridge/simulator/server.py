@@ -403,6 +403,10 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
+async def _remove_storage(app: web.Application) -> None:
+    app[SIMULATOR].storage.remove()
+
+
 def create_app(simulator: Simulator) -> web.Application:
     """The application; every dynamic route also answers under /api/."""
     app = web.Application(
@@ -410,6 +414,7 @@ def create_app(simulator: Simulator) -> web.Application:
         client_max_size=simulator.options.max_upload_size,
     )
     app[SIMULATOR] = simulator
+    app.on_cleanup.append(_remove_storage)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, "/api" + path, handler)

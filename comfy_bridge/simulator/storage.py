@@ -43,6 +43,8 @@ class Storage:
     """Folders of one simulator process; temp is wiped on start, like ComfyUI's."""
 
     def __init__(self, root: Path | None) -> None:
+        # A folder of our own making goes when the simulator stops.
+        self.owned = root is None
         self.root = root or Path(tempfile.mkdtemp(prefix="comfy-bridge-sim-"))
         self.dirs = {kind: (self.root / kind).resolve() for kind in FOLDER_TYPES}
         shutil.rmtree(self.dirs["temp"], ignore_errors=True)
@@ -51,6 +53,11 @@ class Storage:
         # PreviewImage names its temp files with a random tag per process.
         self.temp_tag = "".join(random.choices(string.ascii_lowercase, k=5))
         logger.info("simulator files under %s", self.root)
+
+    def remove(self) -> None:
+        """Delete the folders, if the simulator made them itself."""
+        if self.owned:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def folder(self, kind: str) -> Path:
         return self.dirs[kind]

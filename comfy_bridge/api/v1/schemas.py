@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from comfy_bridge.auth import Role
 from comfy_bridge.config import backend_url
 from comfy_bridge.store import ApiKeyRow
+
+# A request with a field we do not know is refused: a misspelt `input` must
+# not quietly run a job with the defaults.
+STRICT = ConfigDict(extra="forbid")
 
 # A day: a lease longer than that is no lease.
 LEASE_MAX_S = 86_400.0
 
 
 class JobCreate(BaseModel):
+    model_config = STRICT
+
     workflow: str = Field(description="The alias of a registered workflow.")
     inputs: dict[str, Any] = Field(
         default_factory=dict,
@@ -118,6 +124,8 @@ class WorkflowsPublic(BaseModel):
 
 
 class InputDeclaration(BaseModel):
+    model_config = STRICT
+
     name: str | None = None
     node: str
     input: str
@@ -132,6 +140,8 @@ class InputDeclaration(BaseModel):
 
 
 class WorkflowCreate(BaseModel):
+    model_config = STRICT
+
     workflow: dict[str, Any] = Field(description="The graph, in ComfyUI's API format.")
     description: str = ""
     inputs: list[InputDeclaration] = Field(
@@ -162,6 +172,8 @@ class UploadPublic(BaseModel):
 
 
 class BackendCreate(BaseModel):
+    model_config = STRICT
+
     url: str = Field(description="The ComfyUI server's base URL (http or https).")
     slots: int | None = Field(None, ge=1, le=64)
 
@@ -192,6 +204,8 @@ class BackendsPublic(BaseModel):
 
 
 class KeyCreate(BaseModel):
+    model_config = STRICT
+
     name: str = Field(min_length=1, max_length=128, description="Whose key it is.")
     role: Role = Field(Role.CLIENT, description="`client` or `admin`.")
 
