@@ -228,9 +228,33 @@ def run(
     url: BridgeUrl = "http://127.0.0.1:8000",
     key: ClientKey = None,
 ) -> None:
-    """Run a workflow through a bridge, show its progress and save its outputs."""
-    inputs = dict(_parse_value(item) for item in input_)
+    """Run a workflow through a bridge, show its progress and save its outputs.
+
+    A value is read as JSON (`-i steps=20`, `-i 'size=[1,2]'`), except for text
+    inputs, which take it as it is (`-i prompt=123`).
+    """
+    try:
+        _run(alias, input_, file, out, url, key)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]could not reach the bridge at {url}[/]: {exc}")
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        console.print(f"[red]{exc.strerror}[/]: {exc.filename}")
+        raise typer.Exit(1) from exc
+
+
+def _run(
+    alias: str,
+    input_: list[str],
+    file: list[str],
+    out: Path,
+    url: str,
+    key: str | None,
+) -> None:
     with httpx.Client(base_url=url, timeout=60, headers=_bearer(key)) as client:
+        workflow = _check(client.get(f"/v1/workflows/{alias}"))
+        texts = {s["name"] for s in workflow["inputs"] if s["type"] == "string"}
+        inputs = dict(_parse_value(item, texts) for item in input_)
         for name, path in (_split(item) for item in file):
             inputs[name] = _upload(client, Path(path))
         job = _check(
@@ -274,8 +298,10 @@ def _split(item: str) -> tuple[str, str]:
     return name, value
 
 
-def _parse_value(item: str) -> tuple[str, Any]:
+def _parse_value(item: str, texts: set[str]) -> tuple[str, Any]:
     name, value = _split(item)
+    if name in texts:
+        return name, value
     try:
         return name, json.loads(value)
     except json.JSONDecodeError:
@@ -340,7 +366,12 @@ def workflows_add(
     token: AdminToken = None,
 ) -> None:
     """Register (or replace) a workflow on a bridge."""
-    body = {"workflow": json.loads(path.read_text()), "description": description}
+    try:
+        graph = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]cannot read {path} as JSON[/]: {exc}")
+        raise typer.Exit(1) from exc
+    body = {"workflow": graph, "description": description}
     headers = _bearer(token)
     workflow = _check(
         httpx.put(f"{url}/v1/workflows/{alias}", json=body, headers=headers, timeout=30)

@@ -157,3 +157,20 @@ def read_until_curl(demo: subprocess.Popen[str], timeout_s: float = 30) -> str:
         if line.strip().startswith("curl "):
             return line.strip()
     raise AssertionError("the demo printed no curl")
+
+
+def test_run_takes_text_inputs_as_they_are(url: str, tmp_path: Path) -> None:
+    result = cli("run", "txt2img", "-i", "prompt=123", "-i", "steps=1",
+                 "--out", str(tmp_path), url=url)  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_run_says_what_is_wrong_without_a_traceback(url: str, tmp_path: Path) -> None:
+    missing = cli("run", "invert", "-f", f"image={tmp_path / 'nope.png'}", url=url)
+    unreachable = cli("run", "txt2img", url="http://127.0.0.1:9")
+
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "nope.png" in missing.stdout
+    assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
+    assert "could not reach the bridge" in unreachable.stdout
