@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterable, Coroutine, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from comfy_bridge.files import Files, Retention
 from comfy_bridge.jobs import Job, JobOutput, JobStatus, new_job_id, now_ms
 from comfy_bridge.limits import ClientLimits, ClientLimitSettings
 from comfy_bridge.registry import WorkflowRegistry
-from comfy_bridge.safety import SafetyPolicy, read_multipart
+from comfy_bridge.safety import SafetyPolicy, read_multipart, receive_output
 from comfy_bridge.safety.policy import SVG
 from comfy_bridge.scheduler import (
     BackendView,
@@ -843,6 +843,24 @@ class Bridge:
             await self.store.add_upload(row)
             uploads.append((field_name, row))
         return uploads
+
+    async def checked_image(self, data: bytes) -> bytes:
+        """An image an admin sent inline, through the uploads' check, stripped."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        checked = await receive_output(
+            chunks(),
+            directory=self.settings.uploads_dir,
+            filename=None,
+            declared_type=None,
+            policy=self.upload_policy,
+        )
+        try:
+            return await asyncio.to_thread(checked.path.read_bytes)
+        finally:
+            checked.path.unlink(missing_ok=True)
 
     async def upload_path(self, upload_id: str) -> Path:
         row = await self.store.get_upload(upload_id)

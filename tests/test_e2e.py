@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import time
@@ -432,3 +433,19 @@ def test_a_graph_is_shown_only_when_its_workflow_is_public(
     assert shown.json()["2"]["class_type"] == "ImageInvert"
     assert "bridge_inputs" not in shown.text
     assert client.get("/v1/workflows/invert/graph").status_code == 404
+
+
+def test_a_thumbnail_passes_the_same_check_as_an_upload(client: httpx.Client) -> None:
+    graph = json.loads((EXAMPLES / "invert.json").read_text())
+    polyglot = gradient_png() + b"PK\x03\x04evil.sh"
+    body = {"workflow": graph, "thumbnail": base64.b64encode(polyglot).decode()}
+
+    refused = client.put("/v1/workflows/thumbed", json=body, headers=ADMIN)
+    body["thumbnail"] = base64.b64encode(gradient_png()).decode()
+    accepted = client.put("/v1/workflows/thumbed", json=body, headers=ADMIN)
+
+    assert refused.status_code == 422
+    assert "trailing_data" in refused.json()["detail"]
+    assert accepted.status_code == 200
+    shown = client.get("/v1/workflows/thumbed/thumbnail")
+    assert Image.open(io.BytesIO(shown.content)).size == (64, 48)

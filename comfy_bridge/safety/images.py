@@ -45,7 +45,10 @@ def decode(path: Path, content_type: str, policy: SafetyPolicy) -> Decoded:
     try:
         image = Image.open(path, formats=[PILLOW_FORMATS[content_type]])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise refuse(Rule.TOO_MANY_PIXELS, str(exc)) from exc
+        raise refuse(
+            Rule.TOO_MANY_PIXELS,
+            f"the image declares far more than the {policy.max_pixels} pixels allowed",
+        ) from exc
     except Exception as exc:
         # A decoder fed hostile bytes can fail in any way; each is a refusal.
         raise _failed(exc) from exc

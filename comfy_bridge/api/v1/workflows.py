@@ -19,7 +19,7 @@ from comfy_bridge.api.v1.schemas import (
     WorkflowPublic,
     WorkflowsPublic,
 )
-from comfy_bridge.exceptions import WorkflowInvalid, WorkflowNotFound
+from comfy_bridge.exceptions import UnsafeFile, WorkflowInvalid, WorkflowNotFound
 from comfy_bridge.registry import WorkflowOptions
 from comfy_bridge.workflows import Workflow, strip_bridge_meta
 
@@ -118,7 +118,7 @@ async def put_workflow(
         body.workflow,
         description=body.description,
         declarations=[d.model_dump(exclude_none=True) for d in body.inputs],
-        thumbnail=_decode_thumbnail(body.thumbnail),
+        thumbnail=await _checked_thumbnail(bridge, body.thumbnail),
         object_info=bridge.pool.object_info(),
         options=WorkflowOptions(
             time_limit_s=body.time_limit_s,
@@ -138,16 +138,18 @@ async def delete_workflow(alias: str, bridge: BridgeDep) -> None:
     await bridge.workflows.delete(alias)
 
 
-def _decode_thumbnail(encoded: str | None) -> bytes | None:
+async def _checked_thumbnail(bridge: BridgeDep, encoded: str | None) -> bytes | None:
+    """The thumbnail's bytes once they passed the safety check, without metadata."""
     if encoded is None:
         return None
     try:
         data = base64.b64decode(encoded.split(",", 1)[-1], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise WorkflowInvalid(f"thumbnail: expected base64, got {exc}") from exc
-    if _image_type(data) == "application/octet-stream":
-        raise WorkflowInvalid("thumbnail: expected a PNG, JPEG, WebP or GIF image")
-    return data
+    try:
+        return await bridge.checked_image(data)
+    except UnsafeFile as exc:
+        raise WorkflowInvalid(f"thumbnail: {exc.detail} ({exc.code})") from exc
 
 
 def _image_type(data: bytes) -> str:
