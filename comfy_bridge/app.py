@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from comfy_bridge import __version__
 from comfy_bridge.api import errors, legacy
+from comfy_bridge.api.origins import SameOriginOnly
 from comfy_bridge.api.text import UnicodeBodies
 from comfy_bridge.api.v1 import backends, jobs, keys, uploads, workflows
 from comfy_bridge.bridge import Bridge
@@ -36,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.bridge = bridge
     app.add_middleware(UnicodeBodies)
+    if bridge.settings.open:
+        app.add_middleware(SameOriginOnly, allowed=bridge.settings.cors_origins)
     if bridge.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -121,3 +121,15 @@ def test_a_misspelt_field_is_refused_not_ignored(url: str) -> None:
 
     assert response.status_code == 422
     assert "input" in response.text
+
+
+def test_open_mode_refuses_what_another_origins_page_sends(url: str) -> None:
+    page = {"Origin": "http://evil.example"}
+    own = {"Origin": url}
+
+    foreign = httpx.post(f"{url}/free", headers=page)
+    same = httpx.get(f"{url}/v1/workflows", headers=own)
+
+    assert foreign.status_code == 403
+    assert foreign.json()["code"] == "foreign_origin"
+    assert same.status_code == 200
