@@ -193,7 +193,11 @@ async def kill_halfway(
     """Kill the 2x backend once half the jobs have succeeded."""
     while True:
         body = (
-            await client.get("/v1/jobs", params={"status": "succeeded", "limit": 1})
+            await client.get(
+                "/v1/jobs",
+                params={"status": "succeeded", "limit": 1},
+                headers=ADMIN,
+            )
         ).json()
         if body["total"] >= JOBS // 2:
             break
