@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect, status
@@ -21,7 +22,7 @@ from comfy_bridge.api.v1.schemas import JobCreate, JobPublic, JobsPublic
 from comfy_bridge.auth import Principal
 from comfy_bridge.bridge import Bridge
 from comfy_bridge.events import Subscription
-from comfy_bridge.exceptions import JobNotFound
+from comfy_bridge.exceptions import JobNotFound, OutputExpired
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +104,16 @@ async def get_output(
     """One output file of a finished job."""
     job = await owned_job(bridge, client, job_id)
     output, path = bridge.output(job, index)
+    try:
+        # Read now: retention may delete the file between the check and the send.
+        found = await asyncio.to_thread(os.stat, path)
+    except FileNotFoundError as exc:
+        raise OutputExpired(
+            f"output {index} of job {job_id} was deleted", job_id=job_id
+        ) from exc
     return FileResponse(
         path,
+        stat_result=found,
         media_type=output.content_type,
         filename=output.filename,
         headers={"X-Content-Type-Options": "nosniff"},

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 from fastapi import APIRouter, Request, status
 from fastapi.responses import FileResponse
 
 from comfy_bridge.api.deps import BridgeDep, ClientDep, owned_upload
 from comfy_bridge.api.v1.schemas import UploadPublic
-from comfy_bridge.exceptions import UploadError
+from comfy_bridge.exceptions import UploadError, UploadNotFound
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
@@ -59,9 +62,16 @@ async def get_upload_content(
 ) -> FileResponse:
     """The file of an upload, as it passed the check."""
     row = await owned_upload(bridge, client, upload_id)
+    path = bridge.settings.uploads_dir / row.filename
+    try:
+        # Read now: retention may delete the file while its row is still there.
+        found = await asyncio.to_thread(os.stat, path)
+    except FileNotFoundError as exc:
+        raise UploadNotFound(f"upload {upload_id!r} was deleted") from exc
     # nosniff: browsers take the checked type, never guess another from the bytes.
     return FileResponse(
-        bridge.settings.uploads_dir / row.filename,
+        path,
+        stat_result=found,
         media_type=row.content_type,
         filename=row.display_name,
         headers={"X-Content-Type-Options": "nosniff"},
