@@ -148,11 +148,13 @@ async def _stream_events(
             {"type": "status", "status": str(job.status), "job": job.public()}
         )
         if not job.status.terminal:
-            await _forward_until_end(websocket, subscription)
+            await _forward_until_end(websocket, subscription, str(job.status))
     await websocket.close(code=1000)
 
 
-async def _forward_until_end(websocket: WebSocket, subscription: Subscription) -> None:
+async def _forward_until_end(
+    websocket: WebSocket, subscription: Subscription, status: str
+) -> None:
     disconnect = asyncio.create_task(_until_disconnect(websocket))
     try:
         while True:
@@ -164,6 +166,11 @@ async def _forward_until_end(websocket: WebSocket, subscription: Subscription) -
                 getter.cancel()
                 raise WebSocketDisconnect(code=1001)
             event = getter.result()
+            if event.get("type") == "status":
+                # The snapshot may already tell what a queued event repeats.
+                if event["status"] == status and "job" not in event:
+                    continue
+                status = event["status"]
             await websocket.send_json(event)
             if event.get("type") == "status" and "job" in event:
                 return
