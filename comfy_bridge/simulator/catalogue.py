@@ -47,6 +47,12 @@ SAVE_HIDDEN = (hidden("prompt", "PROMPT"), hidden("extra_pnginfo", "EXTRA_PNGINF
 IMAGE_FILE = Input("image", "COMBO", {"image_upload": True}, input_files=True)
 
 
+# Where a CLIP loader puts its text encoder; both CLIP loaders take it.
+CLIP_DEVICE = Input(
+    "device", "COMBO", {"advanced": True}, "optional", ("default", "cpu")
+)
+
+
 def tip(text: str) -> dict[str, str]:
     return {"tooltip": text}
 
@@ -264,13 +270,7 @@ def loader_nodes() -> list[NodeSpec]:
             (
                 model("clip_name", "text_encoders"),
                 combo("type", CLIP_TYPES),
-                Input(
-                    "device",
-                    "COMBO",
-                    {"advanced": True},
-                    "optional",
-                    ("default", "cpu"),
-                ),
+                CLIP_DEVICE,
             ),
             ("CLIP",),
             nodes.loader("CLIP", name_input="clip_name"),
@@ -283,13 +283,7 @@ def loader_nodes() -> list[NodeSpec]:
                 model("clip_name1", "text_encoders"),
                 model("clip_name2", "text_encoders"),
                 combo("type", ("sdxl", "sd3", "flux", "hunyuan_video", "hidream")),
-                Input(
-                    "device",
-                    "COMBO",
-                    {"advanced": True},
-                    "optional",
-                    ("default", "cpu"),
-                ),
+                CLIP_DEVICE,
             ),
             ("CLIP",),
             nodes.loader("CLIP", name_input="clip_name1"),
